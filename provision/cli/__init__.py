@@ -1,0 +1,37 @@
+"""The `provision` command line: thin commands over the pipeline's functions.
+
+Start-up stays light: each command imports what it needs when it runs, so `provision --help`
+and `provision plan` never load pulumi, ansible-runner or boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from provision.cli.app import app
+from provision.errors import ProvisionError
+
+
+def main() -> None:
+    """Console entry point: run the app, turn known errors into messages and exit codes."""
+    from provision.cli.console import err_console
+
+    try:
+        app()
+    except ProvisionError as exc:
+        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
+                            soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console().print("interrupted; state is saved, rerun the command to resume")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback opt-in
+        if os.environ.get("PROVISION_DEBUG"):
+            raise
+        err_console().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in provision; rerun with PROVISION_DEBUG=1 for a traceback.",
+            markup=True, highlight=False,
+        )
+        sys.exit(1)

@@ -1,0 +1,154 @@
+"""Command definitions. Each command parses, calls one pipeline function, renders."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from provision import __version__
+
+app = typer.Typer(
+    name="provision",
+    help=(
+        "Plan, create, converge and verify GPU/TPU clusters from one plan.yaml.\n\n"
+        "Start with `provision plan examples/qwen3-235b-serve.yaml` to see what a workload "
+        "needs and what it costs; `provision schema` prints the plan.yaml JSON Schema.\n\n"
+        "Exit codes: 0 ok, 1 run failed, 2 bad input, 3 nothing fits, 4 cluster locked."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+CatalogOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--catalog",
+        help="Extra catalog file or directory (SkyPilot CSV format). Repeatable. A file "
+        "replaces the built-in rows of the providers it lists.",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"provision {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Plan, create, converge and verify GPU/TPU clusters."""
+
+
+@app.command()
+def plan(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan.yaml to size.")],
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="table for people, json for machines, "
+                             "markdown for pull-request comments.")
+    ] = Output.table,
+    catalog: CatalogOpt = None,
+    alternatives: Annotated[
+        int, typer.Option(help="How many runner-up and rejected options to show.")
+    ] = 5,
+) -> None:
+    """Size the workload and pick the cheapest (or fastest) hardware that fits. Preview only:
+    nothing is created.
+
+    Shows the memory breakdown, the choice with its price, time and cost, the next best
+    alternatives and why they lost, and warnings. Exits 3 when nothing fits, listing the
+    near-misses and what to relax.
+    """
+    from provision.cli.render_plan import render_outcome
+    from provision.errors import NothingFits
+    from provision.plan import load_plan
+    from provision.planner import make_plan
+
+    loaded = load_plan(plan_file)
+    try:
+        outcome = make_plan(loaded, extra_catalogs=catalog or ())
+    except NothingFits as exc:
+        render_outcome(exc.result, output.value, alternatives)  # type: ignore[arg-type]
+        raise typer.Exit(exc.exit_code) from None
+    render_outcome(outcome, output.value, alternatives)
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the plan.yaml JSON Schema (for editor validation, e.g. yaml-language-server)."""
+    from provision.plan.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("catalog")
+def catalog_cmd(
+    gpu: Annotated[str | None, typer.Option(help="Only this GPU/TPU (any alias: h100, v5e).")]
+    = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="Only offerings with a spot price.")]
+    = False,
+    region: Annotated[str | None, typer.Option(help="Only this region or zone.")] = None,
+    min_gpus: Annotated[int | None, typer.Option(help="At least this many GPUs per node.")]
+    = None,
+    catalog: CatalogOpt = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    limit: Annotated[int, typer.Option(help="Rows to show (cheapest first); 0 for all.")] = 40,
+) -> None:
+    """List offerings (cheapest per hour first), e.g. `provision catalog --gpu H100 --spot`."""
+    from provision.catalog import load_catalog
+    from provision.cli.render_catalog import render_catalog
+
+    cat = load_catalog(catalog or ())
+    rows = cat.filter(gpu=gpu, provider=provider, spot=spot, region=region, min_count=min_gpus)
+    key = (lambda o: (o.spot_price, o.provider, o.instance_type)) if spot else (
+        lambda o: (o.price if o.price is not None else float("inf"), o.provider, o.instance_type)
+    )
+    rows.sort(key=key)
+    render_catalog(cat, rows, output.value, limit)
+
+
+@app.command()
+def models() -> None:
+    """List the built-in model table (names usable as `workload.model`)."""
+    from rich.table import Table
+
+    from provision.cli.console import out_console
+    from provision.plan.models import known_models
+
+    table = Table("model", "params (B)", "active (B)", "layers", "kv heads × dim", "max context",
+                  title="Known models", title_justify="left")
+    seen = set()
+    for m in sorted(known_models().values(), key=lambda m: m.name):
+        if m.name in seen:
+            continue
+        seen.add(m.name)
+        table.add_row(m.name, f"{m.params_b:g}", f"{m.active_params_b or '':}", str(m.layers),
+                      f"{m.kv_heads} × {m.head_dim}", f"{m.max_context:,}")
+    out_console().print(table)

@@ -1,0 +1,226 @@
+"""Load plan.yaml with line numbers, so every error says file:line: field: problem.
+
+ruamel.yaml keeps each key's position; pydantic's error locations are mapped back to them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from provision.errors import InputError
+from provision.plan.schema import Loc, Plan, cross_check
+
+Position = tuple[int, int]  # 1-based line, column
+
+
+@dataclass
+class SourceMap:
+    """Where each key of a YAML document sits."""
+
+    path: Path
+    positions: dict[Loc, Position] = field(default_factory=dict)
+
+    def locate(self, loc: Loc) -> Position:
+        """Position of ``loc``, or of its closest ancestor that is in the file."""
+        for n in range(len(loc), 0, -1):
+            pos = self.positions.get(tuple(loc[:n]))
+            if pos:
+                return pos
+        return (1, 1)
+
+    def where(self, loc: Loc) -> str:
+        line, col = self.locate(loc)
+        return f"{self.path}:{line}:{col}"
+
+
+@dataclass
+class LoadedPlan:
+    """A validated plan and where it came from (later stages report errors against it)."""
+
+    plan: Plan
+    source: SourceMap
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    def error(self, loc: Loc, message: str) -> InputError:
+        return InputError(f"{self.source.where(loc)}: {dotted(loc)}: {message}")
+
+    def resolve_path(self, relative: str) -> Path:
+        """A path written in the plan, taken relative to the plan file."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+
+def dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _plain(node: Any, loc: Loc, positions: dict[Loc, Position]) -> Any:
+    """ruamel's round-trip nodes → plain Python, recording positions on the way."""
+    if isinstance(node, CommentedMap):
+        out = {}
+        for key, value in node.items():
+            line, col = node.lc.key(key)
+            positions[(*loc, str(key))] = (line + 1, col + 1)
+            out[str(key)] = _plain(value, (*loc, str(key)), positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, value in enumerate(node):
+            line, col = node.lc.item(i)
+            positions[(*loc, i)] = (line + 1, col + 1)
+            items.append(_plain(value, (*loc, i), positions))
+        return items
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def read_yaml(path: Path) -> tuple[Any, SourceMap]:
+    """Parse a YAML file into plain data plus its source map; syntax errors become InputError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    source = SourceMap(path)
+    try:
+        doc = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise InputError(f"{where}: YAML syntax error: {problem}") from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad encodings)
+        raise InputError(f"{path}: YAML syntax error: {exc}") from None
+    return _plain(doc, (), source.positions), source
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        ann = info.annotation
+        args = getattr(ann, "__args__", ()) or (ann,)
+        current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+_PHRASES = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value lines)",
+    "model_type": "expected a mapping (key: value lines)",
+    "model_attributes_type": "expected a mapping (key: value lines)",
+}
+
+
+def _message(err: dict, model: type[BaseModel]) -> tuple[Loc, str]:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        owner = _model_at(model, loc[:-1])
+        allowed = list(owner.model_fields) if owner else []
+        hint = ""
+        if allowed:
+            hits = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            hint = f"; did you mean {hits[0]!r}?" if hits else ""
+            hint += f" (allowed here: {', '.join(allowed)})"
+        return loc, f"unknown key{hint}"
+    if kind == "missing":
+        return loc, "required field is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        hint = ""
+        if isinstance(value, str):
+            hits = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+            hint = f"; did you mean {hits[0]!r}?" if hits else ""
+        return loc, f"expected one of {', '.join(choices)}; got {value!r}{hint}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        ctx = err.get("ctx", {})
+        bound = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",
+                 "less_than": "less than {lt}", "less_than_equal": "at most {le}"}[kind]
+        nice = {k: (f"{v:g}" if isinstance(v, int | float) else v) for k, v in ctx.items()}
+        return loc, f"must be {bound.format(**nice)}; got {value!r}"
+    if kind == "too_short":
+        return loc, "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return loc, (
+            f"{value!r} is not a valid name: use lower-case letters, digits and dashes, "
+            "starting and ending with a letter or digit, at most 40 characters"
+        )
+    if kind == "value_error":
+        return loc, str(err.get("ctx", {}).get("error", err["msg"]))
+    phrase = _PHRASES.get(kind)
+    if phrase:
+        return loc, f"{phrase}; got {value!r}"
+    return loc, err["msg"]
+
+
+def validate(data: Any, source: SourceMap) -> Plan:
+    """Validate parsed YAML as a Plan, raising one InputError that lists every problem."""
+    if data is None:
+        raise InputError(f"{source.path}:1:1: the file is empty; a plan needs at least `name`")
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{source.path}:1:1: a plan is a mapping of keys (name:, workload:, ...), "
+            f"not a {type(data).__name__}"
+        )
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        located = [_message(err, Plan) for err in exc.errors(include_url=False)]
+        raise InputError(f"{source.path}: invalid plan", _render(located, source)) from None
+    problems = cross_check(plan)
+    if problems:
+        raise InputError(f"{source.path}: invalid plan", _render(problems, source))
+    return plan
+
+
+def _render(problems: list[tuple[Loc, str]], source: SourceMap) -> list[str]:
+    """'file:line:col: field: message' lines in file order."""
+    ordered = sorted(problems, key=lambda p: source.locate(p[0]))
+    return [f"{source.where(loc)}: {dotted(loc)}: {msg}" for loc, msg in ordered]
+
+
+def load_plan(path: str | Path) -> LoadedPlan:
+    """Read and validate a plan.yaml. Raises InputError (exit 2) naming file, line and field."""
+    path = Path(path)
+    data, source = read_yaml(path)
+    return LoadedPlan(validate(data, source), source)
