@@ -152,3 +152,8 @@ def models() -> None:
         table.add_row(m.name, f"{m.params_b:g}", f"{m.active_params_b or '':}", str(m.layers),
                       f"{m.kv_heads} × {m.head_dim}", f"{m.max_context:,}")
     out_console().print(table)
+
+
+# Commands that live in their own modules register on `app` when imported here. Keep these
+# modules light at import time: heavy libraries are imported inside the command functions.
+from provision.cli import cluster_cmds  # noqa: E402,F401  (up, down, status, image)

@@ -6,32 +6,20 @@ can never work). Whether anything in the catalog fits is the optimizer's questio
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from provision.plan.cloud import AwsTarget, BaremetalTarget, GcpTarget
 from provision.plan.models import lookup_model, model_names
+from provision.plan.schema_base import StrictModel, close_matches
+from provision.plan.targets import Access, LocalTarget
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-def close_matches(word: str, choices: list[str]) -> str:
-    """' Did you mean X?' or '' — used by every unknown-name message."""
-    hits = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not hits:
-        lowered = {c.lower(): c for c in choices}
-        hits = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-        hits = [lowered[h] for h in hits]
-    return f"; did you mean {hits[0]!r}?" if hits else ""
 
 
 class ModelSpec(StrictModel):
@@ -230,9 +218,21 @@ class Plan(StrictModel):
         pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
         description="Cluster name: lower-case letters, digits and dashes (used in resource names).",
     )
+    target: Literal["auto", "local", "aws", "gcp", "baremetal"] = Field(
+        "auto",
+        description="Where nodes come from: auto (the optimizer's choice), local (podman "
+        "containers on this machine), aws, gcp (GPU VMs or TPU slices), baremetal.",
+    )
     workload: Workload | None = Field(None, description="What the cluster is for.")
     resources: Resources | None = Field(None, description="Pin (part of) the hardware choice.")
     constraints: Constraints = Field(default_factory=Constraints)
+    local: LocalTarget | None = Field(None, description="Settings for target: local.")
+    aws: AwsTarget | None = Field(None, description="Settings for target: aws (or auto).")
+    gcp: GcpTarget | None = Field(None, description="Settings for target: gcp (or auto).")
+    baremetal: BaremetalTarget | None = Field(
+        None, description="The hosts of target: baremetal, and how to power/reinstall them."
+    )
+    access: Access = Field(default_factory=Access, description="SSH access to the nodes.")
     catalog: list[str] = Field(
         default_factory=list,
         description="Extra catalog files/directories (SkyPilot CSV format), relative to this "
@@ -241,8 +241,19 @@ class Plan(StrictModel):
 
     @model_validator(mode="after")
     def _something_to_plan(self) -> Plan:
+        if self.target == "local":
+            if self.local is None:
+                self.local = LocalTarget()
+            return self
+        if self.target == "baremetal":  # the hosts are the hardware; a workload is optional
+            return self
+        if self.target in ("aws", "gcp") and self.constraints.clouds is None:
+            self.constraints.clouds = [self.target]  # the optimizer picks from that cloud only
         if self.workload is None and (self.resources is None or self.resources.gpu is None):
-            raise ValueError("give a workload (what to size for) or resources.gpu (what to rent)")
+            raise ValueError(
+                "give a workload (what to size for), resources.gpu (what to rent), or "
+                "target: local"
+            )
         return self
 
 
@@ -298,6 +309,18 @@ def cross_check(plan: Plan) -> list[tuple[Loc, str]]:
             problems.append(
                 (("resources", "gpu"), f"{r.gpu!r} is not in constraints.gpus {c.gpus}")
             )
+    if "local" in plan.model_fields_set and plan.target != "local":
+        problems.append((("local",), f"applies to target: local, not target: {plan.target}"))
+    for section, targets in (("aws", ("aws", "auto")), ("gcp", ("gcp", "auto")),
+                             ("baremetal", ("baremetal",))):
+        if section in plan.model_fields_set and plan.target not in targets:
+            problems.append(((section,), f"applies to target: {' or '.join(targets)}, not "
+                             f"target: {plan.target}"))
+    if plan.target == "baremetal" and plan.baremetal is None:
+        problems.append((("target",), "baremetal needs a `baremetal:` section listing the hosts"))
+    if plan.target in ("aws", "gcp") and c.clouds and plan.target not in c.clouds:
+        problems.append((("constraints", "clouds"), f"{c.clouds} does not include the target "
+                         f"{plan.target!r}"))
     if c.budget_usd is not None and (w is None or not w.length_known):
         problems.append((
             ("constraints", "budget_usd"),

@@ -1,0 +1,169 @@
+"""`provision up`, `down`, `status` and `image build`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from provision.cli.app import Output, app
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", envvar="PROVISION_STATE_DIR",
+                 help="Where cluster state lives (default ~/.local/state/provision)."),
+]
+Inventories = Annotated[
+    Path,
+    typer.Option("--inventories", envvar="PROVISION_INVENTORIES",
+                 help="Directory that receives inventories/<cluster>/ (default ./inventories)."),
+]
+
+
+@app.command()
+def up(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan.yaml to bring up.")],
+    state_dir: StateDir = None,
+    inventories: Inventories = Path("inventories"),
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Never ask (CI/GitOps).")] = False,
+) -> None:
+    """Create the plan's nodes, render the inventory and converge them with Ansible.
+
+    Safe to rerun: existing nodes are converged, lost ones recreated, nothing is duplicated.
+    `provision up examples/local.yaml` needs no cloud account (podman nodes on this machine).
+    """
+    from provision.cli.console import out_console
+    from provision.cli.progress import summary_table, ui
+    from provision.orchestrator import RunFailed
+    from provision.orchestrator import up as do_up
+
+    try:
+        with ui() as u:
+            result = do_up(plan_file, u, state_root=state_dir, inventories=inventories)
+    except RunFailed:
+        _print_last_summary(plan_file, state_dir)
+        raise
+    con = out_console()
+    if output == Output.json:
+        con.print_json(json.dumps(result.to_json()))
+        return
+    if result.converge:
+        con.print(summary_table(result.converge))
+    con.print(f"cluster [bold]{result.cluster}[/]: {len(result.nodes)} node(s) "
+              f"({', '.join(n.name + ' ' + n.address for n in result.nodes)}) converged in "
+              f"{result.seconds:,.0f} s; inventory {result.inventory}/hosts.yml")
+
+
+def _print_last_summary(plan_file: Path, state_dir: Path | None) -> None:
+    """After a failed run, still show the per-host table from the recorded result."""
+    from provision.cli.console import out_console
+    from provision.converge import ConvergeResult, HostSummary
+    from provision.plan import load_plan
+    from provision.state import ClusterState
+
+    state = ClusterState.load(load_plan(plan_file).plan.name, state_dir)
+    rec = state.stages.get("converge") if state else None
+    if not rec:
+        return
+    from provision.cli.progress import summary_table
+
+    hosts = {h: HostSummary(**{k: v for k, v in s.items() if k != "status"})
+             for h, s in rec.get("hosts", {}).items()}
+    out_console().print(summary_table(ConvergeResult(rec["playbook"], rec["rc"], rec["status"],
+                                                     hosts)))
+
+
+@app.command()
+def down(
+    cluster: Annotated[str, typer.Argument(help="Cluster name, or the plan.yaml it came from.")],
+    state_dir: StateDir = None,
+    inventories: Inventories = Path("inventories"),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+) -> None:
+    """Remove everything the cluster created (nodes, networks, volumes), then its inventory
+    and state, and say what, if anything, could not be removed (exit 1)."""
+    from provision.cli.console import out_console
+    from provision.errors import InputError, ProvisionError
+    from provision.orchestrator import down as do_down
+
+    name = _cluster_name(cluster)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to remove a cluster without --yes when not on a terminal")
+        typer.confirm(f"Remove cluster {name!r} and everything it created?", abort=True)
+    from provision.cli.progress import ui
+
+    with ui() as u:
+        report = do_down(name, u, state_root=state_dir, inventories=inventories)
+    con = out_console()
+    for item in report.removed:
+        con.print(f"removed {item}")
+    if report.leftovers:
+        raise ProvisionError("could not remove: " + ", ".join(report.leftovers))
+    con.print(f"cluster [bold]{name}[/] is gone")
+
+
+def _cluster_name(arg: str) -> str:
+    path = Path(arg)
+    if arg.endswith((".yaml", ".yml")) and path.is_file():
+        from provision.plan import load_plan
+
+        return load_plan(path).plan.name
+    return arg
+
+
+@app.command()
+def status(
+    cluster: Annotated[str | None, typer.Argument(help="Cluster name or plan.yaml; "
+                                                  "omit to list clusters.")] = None,
+    state_dir: StateDir = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Nodes, addresses, live state and the last converge result per host."""
+    from rich.table import Table
+
+    from provision.cli.console import out_console
+    from provision.orchestrator import status as do_status
+    from provision.state import list_clusters
+
+    con = out_console()
+    if cluster is None:
+        names = list_clusters(state_dir)
+        if output == Output.json:
+            con.print_json(json.dumps(names))
+        else:
+            con.print("\n".join(names) if names else "no clusters")
+        return
+    info = do_status(_cluster_name(cluster), state_root=state_dir)
+    if output == Output.json:
+        con.print_json(json.dumps(info))
+        return
+    table = Table(title=f"{info['cluster']} ({info['target']})", title_justify="left")
+    for col in ("node", "address", "sku", "role", "state", "last converge"):
+        table.add_column(col)
+    for n in info["nodes"]:
+        table.add_row(n["name"], n["address"], n["sku"], n["role"], n["state"], n["converge"])
+    con.print(table)
+    last = info["last_converge"]
+    if last:
+        con.print(f"last converge: {last['status']} (rc {last['rc']}) at {last['at']}")
+
+
+image_app = typer.Typer(help="The local target's node image.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if it exists.")] = True,
+) -> None:
+    """Build the node image (debootstrap → podman import); it is also built on first `up`."""
+    from provision.backends.node_image import ensure_image
+
+    tag = ensure_image(lambda m: print(f"• {m}", file=sys.stderr, flush=True), force=force)
+    print(tag)

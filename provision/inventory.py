@@ -1,0 +1,108 @@
+"""Render an Ansible inventory from node records: ``inventories/<cluster>/``.
+
+``hosts.yml`` lists every node with its address and SKU and groups them by role (``head``,
+``workers``), by SKU (``sku_h100_sxm_80gb``), by GPU model (``gpu_h100``), by provider
+(``provider_local``) and spot market (``spot``); ``group_vars/all.yml`` carries cluster-wide
+settings the roles read (node list, cluster network, operator CIDR, SSH options, storage mode).
+The files are plain YAML, usable by ``ansible-playbook -i`` without provision.
+Roles take every input from these variables, never from provision's internals.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from provision.backends.base import NodeRecord
+from provision.state import now, write_private
+
+_GROUP_SAFE = re.compile(r"[^a-z0-9_]")
+
+
+def group_name(prefix: str, value: str) -> str:
+    return f"{prefix}_{_GROUP_SAFE.sub('_', value.lower())}"
+
+
+def groups_for(nodes: Sequence[NodeRecord], sku_to_gpu: dict[str, str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {"head": [], "workers": []}
+    for n in nodes:
+        groups["head" if n.role == "head" else "workers"].append(n.name)
+        groups.setdefault(group_name("sku", n.sku), []).append(n.name)
+        gpu = sku_to_gpu.get(n.sku)
+        if gpu:
+            groups.setdefault(group_name("gpu", gpu), []).append(n.name)
+            kind = "tpu_nodes" if gpu.startswith("tpu") else "gpu_nodes"
+            groups.setdefault(kind, []).append(n.name)
+        groups.setdefault(group_name("provider", n.provider), []).append(n.name)
+        if n.spot:
+            groups.setdefault("spot", []).append(n.name)
+    return {g: members for g, members in groups.items() if members}
+
+
+def cluster_cidr(nodes: Sequence[NodeRecord]) -> str | None:
+    """The smallest /24-or-wider network holding every node's internal address."""
+    addrs = []
+    for n in nodes:
+        try:
+            addrs.append(ipaddress.ip_address(n.internal_address))
+        except ValueError:
+            return None
+    if not addrs:
+        return None
+    prefix = 24
+    while prefix > 8:
+        nets = {ipaddress.ip_network(f"{a}/{prefix}", strict=False) for a in addrs}
+        if len(nets) == 1:
+            return str(nets.pop())
+        prefix -= 1
+    return None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    directory: Path
+
+    @property
+    def hosts_file(self) -> Path:
+        return self.directory / "hosts.yml"
+
+
+def render_inventory(
+    directory: Path,
+    cluster: str,
+    target: str,
+    nodes: Sequence[NodeRecord],
+    cluster_vars: dict[str, Any],
+    sku_to_gpu: dict[str, str],
+) -> Inventory:
+    """Write hosts.yml and group_vars/all.yml (atomically, 0600) and return the inventory."""
+    env = Environment(loader=PackageLoader("provision", "templates"), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    hosts = env.get_template("hosts.yml.j2").render(
+        cluster=cluster, target=target, nodes=nodes, rendered_at=now(),
+        inventory_dir=directory, groups=groups_for(nodes, sku_to_gpu))
+    yaml.safe_load(hosts)  # a template bug must never reach Ansible as a half-valid file
+    head = next((n for n in nodes if n.role == "head"), nodes[0] if nodes else None)
+    all_vars = {
+        "provision_cluster": cluster,
+        "provision_target": target,
+        "provision_head": head.name if head else None,
+        "provision_head_address": head.internal_address if head else None,
+        "provision_nodes": [{"name": n.name, "address": n.internal_address, "sku": n.sku}
+                            for n in nodes],
+        "provision_cluster_cidr": cluster_cidr(nodes),
+        **cluster_vars,
+    }
+    header = (f"# Cluster-wide variables for {cluster}, rendered by `provision up`; "
+              "edit plan.yaml instead.\n")
+    write_private(directory / "hosts.yml", hosts)
+    write_private(directory / "group_vars" / "all.yml",
+                  header + yaml.safe_dump(all_vars, sort_keys=True, default_flow_style=False))
+    return Inventory(directory)

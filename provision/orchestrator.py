@@ -1,0 +1,221 @@
+"""`provision up`, `down` and `status`: the pipeline front to back, with state at every step.
+
+    plan.yaml → target and node specs → backend.apply → NodeRecords → inventory → converge
+
+Each stage is idempotent and recorded in the cluster's state as it completes, so a failure or
+Ctrl-C in the middle loses nothing: the next `up` finds what exists (backends discover their
+nodes, e.g. by podman label) and carries on from there instead of creating twins.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provision.backends.base import ClusterSpec, DestroyReport, NodeRecord
+from provision.catalog.specs import gpu_table
+from provision.converge import ConvergeResult, Progress, run_playbook
+from provision.errors import InputError, ProvisionError
+from provision.inventory import render_inventory
+from provision.plan.load import LoadedPlan, load_plan
+from provision.state import ClusterState, write_private
+
+Step = Callable[[str], None]
+
+
+class RunFailed(ProvisionError):
+    """The run finished but some node failed; the message names nodes and tasks (exit 1)."""
+
+    exit_code = 1
+
+
+@dataclass
+class Ui:
+    """Where the orchestrator reports: stage messages and Ansible progress events."""
+
+    step: Step
+    progress: Progress | None = None
+
+
+@dataclass
+class UpResult:
+    cluster: str
+    target: str
+    nodes: list[NodeRecord]
+    inventory: Path
+    converge: ConvergeResult | None
+    seconds: float
+    created: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "target": self.target,
+            "nodes": [n.to_json() for n in self.nodes],
+            "inventory": str(self.inventory),
+            "converge": self.converge.to_json() if self.converge else None,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def resolve_target(loaded: LoadedPlan) -> str:
+    plan = loaded.plan
+    if plan.target != "auto":
+        return plan.target
+    raise loaded.error(("target",), "target: auto needs a cloud backend for the optimizer's "
+                       "choice; set target: local (podman nodes on this machine) or a cloud "
+                       "target")
+
+
+def backend_for(target: str):
+    """The backend implementing ``target``."""
+    if target == "local":
+        from provision.backends.local import LocalBackend
+
+        return LocalBackend()
+    raise InputError(f"target {target!r} has no backend in this build")
+
+
+def _sku_to_gpu() -> dict[str, str]:
+    return {spec.sku: name for name, spec in gpu_table().specs.items()}
+
+
+def _local_cluster_vars(cluster: str) -> dict[str, Any]:
+    """Settings that make the roles safe and self-contained on podman nodes."""
+    from provision.backends import podman
+    from provision.backends.local import network_name
+
+    gateway = None
+    nets = podman.run_json("network", "inspect", network_name(cluster))
+    for subnet in (nets[0].get("subnets") or []) if nets else []:
+        gateway = subnet.get("gateway") or gateway
+    return {
+        # the operator reaches the nodes through the network's gateway (this machine)
+        "provision_operator_cidr": f"{gateway}/32" if gateway else None,
+        # nodes are throwaway containers with fresh host keys on a private bridge
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        # no kernel NFS in containers here: share the head's directory over SSHFS instead
+        "storage_shared_backend": "sshfs",
+        "storage_scratch_mode": "directory",
+        # time comes from the head node; no traffic leaves the cluster network
+        "base_ntp_servers": [],
+        "base_time_source": "head",
+    }
+
+
+def _node_specs(loaded: LoadedPlan):
+    from provision.backends.local import cluster_spec_nodes
+
+    local = loaded.plan.local
+    assert local is not None
+    return cluster_spec_nodes(loaded.plan.name,
+                              [(n.sku or local.sku, tuple(n.faults)) for n in local.node_list()])
+
+
+def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
+       inventories: Path = Path("inventories")) -> UpResult:
+    """Create or converge the cluster a plan describes; raise RunFailed naming failed nodes."""
+    from provision.access import ssh_access
+
+    started = time.monotonic()
+    loaded = load_plan(plan_path)
+    target = resolve_target(loaded)
+    state = ClusterState.open(loaded.plan.name, state_root)
+    with state.lock("up"):
+        state.target = target
+        state.log(f"up {plan_path} (target {target})")
+        write_private(state.plan_file, Path(plan_path).read_text())
+        access = ssh_access(loaded, state, target)
+        spec = ClusterSpec(cluster=loaded.plan.name, nodes=_node_specs(loaded), ssh=access,
+                           settings=loaded.plan.local)
+        backend = backend_for(target)
+        before = {n.name for n in state.nodes}
+        ui.step(f"nodes: making {len(spec.nodes)} {target} node(s) exist")
+        records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
+        state.nodes = records
+        state.record_stage("nodes", count=len(records))
+        created = [r.name for r in records if r.name not in before]
+
+        inv_dir = (inventories / loaded.plan.name).resolve()
+        cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path}
+        if target == "local":
+            cluster_vars.update(_local_cluster_vars(loaded.plan.name))
+        inventory = render_inventory(inv_dir, loaded.plan.name, target, records, cluster_vars,
+                                     _sku_to_gpu())
+        state.record_stage("inventory", path=str(inventory.hosts_file))
+        ui.step(f"inventory: {inventory.hosts_file}")
+
+        ui.step("converge: site.yml")
+        run_dir = state.new_run_dir("converge")
+        result = run_playbook("site.yml", inventory.hosts_file, run_dir, nodes=len(records),
+                              fact_cache=state.directory / "facts", progress=ui.progress)
+        state.record_stage("converge", **result.to_json())
+        state.log(f"converge {result.status} rc={result.rc}")
+    outcome = UpResult(loaded.plan.name, target, records, inv_dir, result,
+                       time.monotonic() - started, created)
+    if not result.ok:
+        raise RunFailed(_failure_text(result), ) from None
+    return outcome
+
+
+def _failure_text(result: ConvergeResult) -> str:
+    lines = [f"converge failed on {len(result.failed_hosts)} node(s): "
+             f"{', '.join(result.failed_hosts)} (the other nodes finished; run `provision up` "
+             "again to retry — lost nodes are recreated)"]
+    for f in result.failures[:20]:
+        what = "unreachable" if f.unreachable else "failed"
+        lines.append(f"  {f.host}: {what} at '{f.task}': {f.message}")
+    if result.artifacts:
+        lines.append(f"  artifacts: {result.artifacts}")
+    return "\n".join(lines)
+
+
+def down(cluster: str, ui: Ui, *, state_root: Path | None = None,
+         inventories: Path = Path("inventories")) -> DestroyReport:
+    """Remove everything the cluster's backend created, then its inventory and state."""
+    state = ClusterState.load(cluster, state_root)
+    if state is None:
+        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
+    with state.lock("down"):
+        backend = backend_for(state.target)
+        state.log("down")
+        report = backend.destroy(cluster, lambda m: (ui.step(m), state.log(m)))
+        if report.leftovers:
+            state.record_stage("down", leftovers=report.leftovers)
+            return report
+        inv_dir = inventories / cluster
+        if inv_dir.is_dir() and (inv_dir / "hosts.yml").exists():
+            shutil.rmtree(inv_dir)
+            report.removed.append(f"inventory {inv_dir}")
+    shutil.rmtree(state.directory, ignore_errors=True)
+    report.removed.append(f"state {state.directory}")
+    return report
+
+
+def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
+    """Nodes (recorded and live), addresses, and the last converge result per host."""
+    state = ClusterState.load(cluster, state_root)
+    if state is None:
+        raise InputError(f"no cluster named {cluster!r}")
+    live = {n.name: n for n in backend_for(state.target).nodes(cluster)}
+    converge = state.stages.get("converge", {})
+    hosts = converge.get("hosts", {})
+    nodes = []
+    for n in state.nodes:
+        nodes.append({
+            "name": n.name, "address": n.address, "sku": n.sku, "role": n.role,
+            "state": live[n.name].labels.get("state", "running") if n.name in live else "lost",
+            "converge": hosts.get(n.name, {}).get("status", "never"),
+        })
+    return {
+        "cluster": cluster,
+        "target": state.target,
+        "updated": state.updated,
+        "nodes": nodes,
+        "last_converge": {"at": converge.get("at"), "status": converge.get("status"),
+                          "rc": converge.get("rc")} if converge else None,
+    }

@@ -1,0 +1,307 @@
+"""plan.yaml sections for the cloud and bare-metal targets: `aws:`, `gcp:`, `baremetal:`.
+
+They hold what the optimizer does not decide: networks, images, disks, markets and, for bare
+metal, the fixed host list with its BMCs. Where the nodes go (region, zone, instance type,
+count, spot) stays the plan's `resources:` / `constraints:` and the optimizer's choice.
+
+Secrets are never written here: a BMC password is named by reference (`password_env:` or
+`password_file:`) and read only at the moment a BMC is contacted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from provision.plan.schema_base import StrictModel
+from provision.plan.targets import SKU_PATTERN
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block such as 10.42.0.0/16") from None
+
+
+class AwsTarget(StrictModel):
+    """`target: aws` settings. Instance type, region, zone, node count and spot come from the
+    plan's resources/constraints through the optimizer; this section says how to build around
+    them."""
+
+    vpc_id: str | None = Field(
+        None, pattern=r"^vpc-[0-9a-f]+$",
+        description="Use this existing VPC (with subnet_id) instead of creating one.",
+    )
+    subnet_id: str | None = Field(
+        None, pattern=r"^subnet-[0-9a-f]+$",
+        description="Existing subnet for the nodes (with vpc_id). Its availability zone wins "
+        "over the catalog's zone; it needs a route to the operator.",
+    )
+    vpc_cidr: str = Field(
+        "10.42.0.0/16", description="Address range of the VPC provision creates (one subnet "
+        "uses all of it)."
+    )
+    image: Literal["dlami-base", "ubuntu-22.04"] = Field(
+        "dlami-base",
+        description="Image family, looked up per region: dlami-base (AWS Deep Learning Base OSS "
+        "Nvidia Driver AMI, Ubuntu 22.04: driver and EFA installer included) or ubuntu-22.04 "
+        "(Canonical's plain image; the playbooks install the NVIDIA stack).",
+    )
+    ami: str | None = Field(
+        None, pattern=r"^ami-[0-9a-f]+$", description="An exact AMI id; overrides image."
+    )
+    root_volume_gb: Annotated[int, Field(ge=20, le=16384)] = Field(
+        200, description="Root EBS volume (gp3, encrypted), GB."
+    )
+    market: Literal["auto", "on-demand", "spot", "capacity-block"] = Field(
+        "auto",
+        description="auto: spot when the plan chose spot, else on-demand. capacity-block runs "
+        "inside an EC2 Capacity Block (needs capacity_reservation_id).",
+    )
+    capacity_reservation_id: str | None = Field(
+        None, pattern=r"^cr-[0-9a-f]+$",
+        description="The Capacity Block / capacity reservation to launch into.",
+    )
+    spot_interruption: Literal["terminate", "stop", "hibernate"] = Field(
+        "terminate", description="What EC2 does when it reclaims a spot node (stop and "
+        "hibernate make the request persistent)."
+    )
+    spot_max_price: float | None = Field(
+        None, gt=0, description="Highest spot price per node, USD/h (default: on-demand price)."
+    )
+    efa: bool | None = Field(
+        None, description="Attach Elastic Fabric Adapters. Default: on for EFA-capable types in "
+        "multi-node plans."
+    )
+    efa_interfaces: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        None, description="EFA interfaces per node (default: the instance type's maximum from "
+        "provision's table)."
+    )
+    placement_group: bool | None = Field(
+        None, description="Put the nodes in a cluster placement group (default: multi-node)."
+    )
+    public_ip: Literal["auto", "elastic", "none"] = Field(
+        "auto",
+        description="auto: a public IPv4 at launch; elastic: an Elastic IP per node; none: "
+        "private addresses only (reach the nodes through a VPN or bastion).",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags on every resource provision creates."
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr_ok(cls, v: str) -> str:
+        return _cidr(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AwsTarget:
+        if (self.vpc_id is None) != (self.subnet_id is None):
+            raise ValueError("give vpc_id and subnet_id together (an existing network), or "
+                             "neither (provision creates one)")
+        if self.market == "capacity-block" and self.capacity_reservation_id is None:
+            raise ValueError("market: capacity-block needs capacity_reservation_id (cr-...)")
+        return self
+
+
+class GcpTarget(StrictModel):
+    """`target: gcp` settings, for GPU VMs and TPU slices alike."""
+
+    project: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+        description="Project id (default: the gcp:project config, GOOGLE_CLOUD_PROJECT or "
+        "gcloud's default project).",
+    )
+    network: str | None = Field(
+        None, description="Existing VPC network name or self link (default: create one)."
+    )
+    subnetwork: str | None = Field(
+        None, description="Existing subnetwork in the chosen region (with network)."
+    )
+    subnet_cidr: str = Field(
+        "10.43.0.0/20", description="Range of the subnetwork provision creates."
+    )
+    image: str | None = Field(
+        None, description="GPU VM boot image or family (default: Ubuntu 22.04 LTS, "
+        "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts)."
+    )
+    boot_disk_gb: Annotated[int, Field(ge=20, le=65536)] = Field(
+        200, description="Boot disk size, GB."
+    )
+    boot_disk_type: Literal["pd-balanced", "pd-ssd", "hyperdisk-balanced"] | None = Field(
+        None, description="Boot disk type (default: what the machine family supports, "
+        "pd-balanced or hyperdisk-balanced on A3 Ultra/A4)."
+    )
+    provisioning: Literal["auto", "standard", "spot", "preemptible"] = Field(
+        "auto", description="auto: spot when the plan chose spot; preemptible is the legacy "
+        "24-hour model."
+    )
+    termination_action: Literal["DELETE", "STOP"] = Field(
+        "DELETE", description="What happens to a reclaimed spot VM (GPU VMs only)."
+    )
+    placement: bool | None = Field(
+        None, description="Compact placement policy for multi-node GPU plans (default: on)."
+    )
+    gpudirect: bool | None = Field(
+        None, description="Extra GPUDirect NICs and networks on A3 multi-node plans "
+        "(default: on)."
+    )
+    tpu_runtime_version: str | None = Field(
+        None, description="TPU software version (default per generation: v2-alpha-tpuv5-lite, "
+        "v2-alpha-tpuv5, v2-alpha-tpuv6e, tpu-ubuntu2204-base)."
+    )
+    service_account: str | None = Field(
+        None, description="Service account email the nodes run as (default: none attached)."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on every resource provision creates."
+    )
+
+    @field_validator("subnet_cidr")
+    @classmethod
+    def _cidr_ok(cls, v: str) -> str:
+        return _cidr(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not LABEL_KEY.match(k)]
+        if bad:
+            raise ValueError(f"label keys must be lower-case letters, digits, - and _: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GcpTarget:
+        if self.subnetwork and not self.network:
+            raise ValueError("subnetwork needs network (the VPC it belongs to)")
+        return self
+
+
+class Bmc(StrictModel):
+    """A host's baseboard management controller. The password is a reference, never a value."""
+
+    protocol: Literal["redfish", "ipmi"] = Field(
+        "redfish", description="redfish (HTTPS API) or ipmi (IPMI over LAN, via pyghmi)."
+    )
+    endpoint: str = Field(
+        description="Redfish: https://bmc.example (the service root is /redfish/v1). "
+        "IPMI: host or host:port."
+    )
+    system_id: str | None = Field(
+        None, description="Redfish ComputerSystem id (default: the BMC's only system)."
+    )
+    username: str = Field(description="BMC user name.")
+    password_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the BMC password.",
+    )
+    password_file: str | None = Field(
+        None, description="File holding the BMC password (first line), relative to the plan."
+    )
+    verify_tls: bool = Field(True, description="Check the BMC's TLS certificate (Redfish).")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Bmc:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password_env (a variable name) or "
+                             "password_file (a path); never the password itself")
+        if self.protocol == "redfish" and not self.endpoint.startswith(("https://", "http://")):
+            raise ValueError(f"redfish endpoint must be a URL (https://...), got "
+                             f"{self.endpoint!r}")
+        return self
+
+
+class BaremetalHost(StrictModel):
+    """One machine of the cluster. It exists already; provision may power or reinstall it."""
+
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN, description="Node name (default: <cluster>-<n>)."
+    )
+    address: str = Field(description="Where SSH reaches the host from this machine.")
+    private_address: str | None = Field(
+        None, description="Cluster-internal address (MPI, NCCL, NFS), if different."
+    )
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] = Field(22, description="SSH port.")
+    ssh_user: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_-]*$", description="Login user (default: access.ssh_user)."
+    )
+    sku: str = Field(
+        "cpu", pattern=SKU_PATTERN,
+        description="Node SKU id from gpus.yaml (e.g. h100-sxm-80gb), or cpu.",
+    )
+    gpus: Annotated[int, Field(ge=0, le=64)] = Field(
+        0, description="GPUs in the host (for sizing a workload against the host list)."
+    )
+    role: Literal["head", "worker"] | None = Field(
+        None, description="head or worker (default: the first host is the head)."
+    )
+    bmc: Bmc | None = Field(None, description="The host's BMC, for power and reinstall.")
+
+
+class Reinstall(StrictModel):
+    """Reinstall the OS through the BMC: one-time network or virtual-media boot, power cycle,
+    wait for SSH. The installer (PXE/autoinstall infrastructure or ISO) is the operator's and
+    must put access.ssh_public_key on the host. Disks are wiped."""
+
+    method: Literal["pxe", "virtual-media"] = Field(
+        description="pxe: one-time network boot; virtual-media: boot an installer ISO "
+        "(Redfish only)."
+    )
+    image_url: str | None = Field(
+        None, description="Installer ISO URL for virtual-media (the BMC downloads it)."
+    )
+    generation: Annotated[int, Field(ge=1)] = Field(
+        1, description="Raise to reinstall again; hosts already at this generation are kept."
+    )
+
+    @model_validator(mode="after")
+    def _needs_image(self) -> Reinstall:
+        if self.method == "virtual-media" and not self.image_url:
+            raise ValueError("method: virtual-media needs image_url (the installer ISO)")
+        return self
+
+
+class BaremetalTarget(StrictModel):
+    """`target: baremetal`: a fixed list of hosts that exist already."""
+
+    hosts: list[BaremetalHost] = Field(min_length=1, description="The cluster's machines.")
+    power_on: bool = Field(
+        False, description="Power hosts on through their BMC before waiting for SSH."
+    )
+    reinstall: Reinstall | None = Field(
+        None, description="Reinstall the OS through the BMC (wipes the disks)."
+    )
+    ssh_wait_seconds: Annotated[int, Field(ge=0, le=7200)] = Field(
+        900, description="How long to wait for SSH after power-on or reinstall (0: do not "
+        "wait)."
+    )
+    power_off_on_destroy: bool = Field(
+        False, description="`provision down` powers the hosts off (default: leave them running)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BaremetalTarget:
+        names = [h.name for h in self.hosts if h.name]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"host names must be unique: {', '.join(dup)}")
+        addrs = [(h.address, h.ssh_port) for h in self.hosts]
+        dup_addr = sorted({f"{a}:{p}" for a, p in addrs if addrs.count((a, p)) > 1})
+        if dup_addr:
+            raise ValueError(f"host addresses must be unique: {', '.join(dup_addr)}")
+        if (self.power_on or self.reinstall) and any(h.bmc is None for h in self.hosts):
+            missing = [h.name or h.address for h in self.hosts if h.bmc is None]
+            raise ValueError(f"power_on/reinstall need a bmc on every host; missing on "
+                             f"{', '.join(missing)}")
+        if self.reinstall and self.reinstall.method == "virtual-media" and any(
+                h.bmc and h.bmc.protocol != "redfish" for h in self.hosts):
+            raise ValueError("virtual-media reinstall needs Redfish BMCs (IPMI has no virtual "
+                             "media); use method: pxe")
+        return self
