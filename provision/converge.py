@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class ConvergeResult:
     failures: list[Failure] = field(default_factory=list)
     artifacts: Path | None = None
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,7 @@ class ConvergeResult:
             "hosts": {h: {**vars(s), "status": s.status} for h, s in self.hosts.items()},
             "failures": [vars(f) for f in self.failures],
             "changed": sum(s.changed for s in self.hosts.values()),
+            "seconds": round(self.seconds, 1),
             "artifacts": str(self.artifacts) if self.artifacts else None,
         }
 
@@ -228,6 +231,7 @@ def run_playbook(
     envvars.update(settings if settings is not None
                    else tuned_settings(nodes, fact_cache, control_dir))
     collector = _Collector(progress)
+    started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(run_dir),
         project_dir=str(playbooks),
@@ -256,6 +260,7 @@ def run_playbook(
         failures=collector.failures,
         artifacts=run_dir,
         changed_tasks=collector.changed,
+        seconds=time.monotonic() - started,
     )
 
 

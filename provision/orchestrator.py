@@ -62,22 +62,11 @@ class UpResult:
         }
 
 
-def resolve_target(loaded: LoadedPlan) -> str:
-    plan = loaded.plan
-    if plan.target != "auto":
-        return plan.target
-    raise loaded.error(("target",), "target: auto needs a cloud backend for the optimizer's "
-                       "choice; set target: local (podman nodes on this machine) or a cloud "
-                       "target")
+def backend_for(name: str, state: ClusterState):
+    """The backend ``name`` (local, aws, gcp, baremetal) for a cluster's state."""
+    from provision.backends.registry import get_backend
 
-
-def backend_for(target: str):
-    """The backend implementing ``target``."""
-    if target == "local":
-        from provision.backends.local import LocalBackend
-
-        return LocalBackend()
-    raise InputError(f"target {target!r} has no backend in this build")
+    return get_backend(name) if name == "local" else get_backend(name, state_dir=state.directory)
 
 
 def _sku_to_gpu() -> dict[str, str]:
@@ -116,50 +105,110 @@ def _node_specs(loaded: LoadedPlan):
                               [(n.sku or local.sku, tuple(n.faults)) for n in local.node_list()])
 
 
+@dataclass
+class Prepared:
+    """Nodes exist and the inventory is rendered: what every converge (and verify) starts from."""
+
+    loaded: LoadedPlan
+    state: ClusterState
+    target: str
+    records: list[NodeRecord]
+    inventory_dir: Path
+    created: list[str]
+
+    @property
+    def hosts_file(self) -> Path:
+        return self.inventory_dir / "hosts.yml"
+
+
+def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Path,
+            outcome=None) -> Prepared:
+    """Make the plan's nodes exist and render their inventory (call with the lock held)."""
+    from provision.access import ssh_access
+
+    name = loaded.plan.target if loaded.plan.target == "local" else _target_of(loaded, outcome)
+    state.target = name
+    write_private(state.plan_file, loaded.path.read_text())
+    access = ssh_access(loaded, state, name)
+    spec = _cluster_spec(loaded, access, outcome)
+    backend = backend_for(name, state)
+    before = {n.name for n in state.nodes}
+    ui.step(f"nodes: making {len(spec.nodes)} {name} node(s) exist")
+    records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
+    state.nodes = records
+    state.record_stage("nodes", count=len(records))
+
+    inv_dir = (inventories / loaded.plan.name).resolve()
+    cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path}
+    if name == "local":
+        cluster_vars.update(_local_cluster_vars(loaded.plan.name))
+    else:
+        cluster_vars["provision_operator_cidr"] = _operator_cidr(access)
+    inventory = render_inventory(inv_dir, loaded.plan.name, name, records, cluster_vars,
+                                 _sku_to_gpu())
+    state.record_stage("inventory", path=str(inventory.hosts_file))
+    ui.step(f"inventory: {inventory.hosts_file}")
+    return Prepared(loaded, state, name, records, inv_dir,
+                    [r.name for r in records if r.name not in before])
+
+
+def converge(prepared: Prepared, ui: Ui, *, playbook: str = "site.yml",
+             settings: dict[str, str] | None = None) -> ConvergeResult:
+    """Run a playbook over the prepared cluster and record the result in its state."""
+    state = prepared.state
+    ui.step(f"converge: {playbook}")
+    result = run_playbook(playbook, prepared.hosts_file, state.new_run_dir("converge"),
+                          nodes=len(prepared.records), fact_cache=state.directory / "facts",
+                          progress=ui.progress, settings=settings)
+    state.record_stage("converge", **result.to_json())
+    state.log(f"converge {result.status} rc={result.rc} in {result.seconds:.0f} s")
+    return result
+
+
 def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
        inventories: Path = Path("inventories")) -> UpResult:
     """Create or converge the cluster a plan describes; raise RunFailed naming failed nodes."""
-    from provision.access import ssh_access
-
     started = time.monotonic()
     loaded = load_plan(plan_path)
-    target = resolve_target(loaded)
+    outcome = None
+    if loaded.plan.target in ("auto", "aws", "gcp"):
+        from provision.planner import make_plan
+
+        outcome = make_plan(loaded)  # NothingFits (exit 3) before anything is created
     state = ClusterState.open(loaded.plan.name, state_root)
     with state.lock("up"):
-        state.target = target
-        state.log(f"up {plan_path} (target {target})")
-        write_private(state.plan_file, Path(plan_path).read_text())
-        access = ssh_access(loaded, state, target)
-        spec = ClusterSpec(cluster=loaded.plan.name, nodes=_node_specs(loaded), ssh=access,
-                           settings=loaded.plan.local)
-        backend = backend_for(target)
-        before = {n.name for n in state.nodes}
-        ui.step(f"nodes: making {len(spec.nodes)} {target} node(s) exist")
-        records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
-        state.nodes = records
-        state.record_stage("nodes", count=len(records))
-        created = [r.name for r in records if r.name not in before]
-
-        inv_dir = (inventories / loaded.plan.name).resolve()
-        cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path}
-        if target == "local":
-            cluster_vars.update(_local_cluster_vars(loaded.plan.name))
-        inventory = render_inventory(inv_dir, loaded.plan.name, target, records, cluster_vars,
-                                     _sku_to_gpu())
-        state.record_stage("inventory", path=str(inventory.hosts_file))
-        ui.step(f"inventory: {inventory.hosts_file}")
-
-        ui.step("converge: site.yml")
-        run_dir = state.new_run_dir("converge")
-        result = run_playbook("site.yml", inventory.hosts_file, run_dir, nodes=len(records),
-                              fact_cache=state.directory / "facts", progress=ui.progress)
-        state.record_stage("converge", **result.to_json())
-        state.log(f"converge {result.status} rc={result.rc}")
-    outcome = UpResult(loaded.plan.name, target, records, inv_dir, result,
-                       time.monotonic() - started, created)
+        state.log(f"up {plan_path}")
+        prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
+        result = converge(prepared, ui)
+    done = UpResult(loaded.plan.name, prepared.target, prepared.records, prepared.inventory_dir,
+                    result, time.monotonic() - started, prepared.created)
     if not result.ok:
-        raise RunFailed(_failure_text(result), ) from None
-    return outcome
+        raise RunFailed(_failure_text(result))
+    return done
+
+
+def _target_of(loaded: LoadedPlan, outcome) -> str:
+    from provision.backends.specs import target_of
+
+    return target_of(loaded, outcome)
+
+
+def _cluster_spec(loaded: LoadedPlan, access, outcome) -> ClusterSpec:
+    if loaded.plan.target == "local":
+        return ClusterSpec(cluster=loaded.plan.name, nodes=_node_specs(loaded), ssh=access,
+                           settings=loaded.plan.local)
+    from provision.backends.specs import cluster_spec
+
+    return cluster_spec(loaded, access, outcome)
+
+
+def _operator_cidr(access) -> str:
+    """Who may SSH in past the nodes' own firewall: the plan's CIDR or this machine's IP."""
+    if access.operator_cidr:
+        return access.operator_cidr
+    from provision.backends.operator import detect_public_ip
+
+    return f"{detect_public_ip()}/32"
 
 
 def _failure_text(result: ConvergeResult) -> str:
@@ -181,7 +230,7 @@ def down(cluster: str, ui: Ui, *, state_root: Path | None = None,
     if state is None:
         raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
     with state.lock("down"):
-        backend = backend_for(state.target)
+        backend = backend_for(state.target, state)
         state.log("down")
         report = backend.destroy(cluster, lambda m: (ui.step(m), state.log(m)))
         if report.leftovers:
@@ -201,7 +250,7 @@ def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
     state = ClusterState.load(cluster, state_root)
     if state is None:
         raise InputError(f"no cluster named {cluster!r}")
-    live = {n.name: n for n in backend_for(state.target).nodes(cluster)}
+    live = {n.name: n for n in backend_for(state.target, state).nodes(cluster)}
     converge = state.stages.get("converge", {})
     hosts = converge.get("hosts", {})
     nodes = []

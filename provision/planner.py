@@ -342,7 +342,10 @@ def _explicit(c: Criteria) -> bool:
 
 def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = ()) -> Catalog:
     """The built-in catalog plus the plan's `catalog:` entries and command-line extras."""
-    paths = [loaded.resolve_path(p) for p in loaded.plan.catalog] + [Path(p) for p in extra]
+    from provision.catalog.refresh import user_catalog_files
+
+    paths = [*user_catalog_files(),
+             *(loaded.resolve_path(p) for p in loaded.plan.catalog), *(Path(p) for p in extra)]
     for i, p in enumerate(loaded.plan.catalog):
         if not loaded.resolve_path(p).exists():
             raise loaded.error(("catalog", i), f"{p}: no such file or directory")

@@ -1,8 +1,10 @@
-"""Shared fixtures: a private cache directory so tests never touch the user's ~/.cache."""
+"""Shared fixtures: private cache and config directories (tests never touch the user's),
+the CLI's real entry point, and the local target's node image."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ EXAMPLES = REPO / "examples"
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
 
 
 def provision_cmd() -> list[str]:
@@ -39,3 +42,27 @@ def run_cli():
         return proc
 
     return run
+
+
+def podman_ok() -> str | None:
+    """Why podman nodes cannot run here, or None when they can."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (run ./install.sh)"
+    if os.geteuid() != 0:
+        return "the local target's tests need root (debootstrap, container capabilities)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def node_image() -> str:
+    """The node image, built once when missing (about two minutes on a fresh machine)."""
+    reason = podman_ok()
+    if reason:
+        pytest.fail(reason)
+    from provision.backends import podman
+    from provision.backends.node_image import ensure_image
+
+    tag = ensure_image(lambda m: print(f"[node image] {m}", flush=True))
+    os.environ["PROVISION_NODE_IMAGE"] = tag
+    os.environ["CONTAINERS_CONF"] = podman.containers_conf()
+    return tag

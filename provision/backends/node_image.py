@@ -27,6 +27,7 @@ from provision.errors import ProvisionError
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 IMAGE_REPO = "localhost/provision-node"
+STABLE_TAG = f"{IMAGE_REPO}:{SUITE}"  # always the newest build (Molecule scenarios use it)
 PACKAGES = (
     # what every node needs to be managed
     "python3", "python3-apt", "openssh-server", "sudo", "tini", "ca-certificates", "gnupg",
@@ -70,6 +71,8 @@ def ensure_image(event: Event, *, force: bool = False) -> str:
     """The node image's tag, building it first when it is missing (or ``force``)."""
     tag = image_tag()
     if not force and podman.exists("image", tag):
+        if not podman.exists("image", STABLE_TAG):
+            podman.run("tag", tag, STABLE_TAG)
         return tag
     build_image(tag, event)
     return tag
@@ -111,9 +114,21 @@ def build_image(tag: str, event: Event) -> None:
         tar.wait()
         if imp.returncode != 0 or tar.returncode != 0:
             raise ProvisionError(f"podman import failed: {imp.stderr.strip()[-500:]}")
+        podman.run("tag", tag, STABLE_TAG)
+        _remove_superseded(tag)
         event(f"node image {tag} ready")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_superseded(current: str) -> None:
+    """Older builds of the node image, unless a container still uses them."""
+    for img in podman.run_json("images", "--filter", f"reference={IMAGE_REPO}", "--format",
+                               "json"):
+        names = img.get("Names") or []
+        if current in names or any(n == STABLE_TAG for n in names):
+            continue
+        podman.run("rmi", img["Id"], check=False)
 
 
 def _configure(root: Path) -> None:

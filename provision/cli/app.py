@@ -82,6 +82,11 @@ def plan(
     from provision.planner import make_plan
 
     loaded = load_plan(plan_file)
+    if loaded.plan.target == "baremetal":  # fixed hosts: show them, size the workload on them
+        from provision.cli.preview_cmd import render_host_plan
+
+        render_host_plan(loaded, output.value)
+        return
     try:
         outcome = make_plan(loaded, extra_catalogs=catalog or ())
     except NothingFits as exc:
@@ -107,33 +112,6 @@ def schema(
         typer.echo(text, nl=False)
 
 
-@app.command("catalog")
-def catalog_cmd(
-    gpu: Annotated[str | None, typer.Option(help="Only this GPU/TPU (any alias: h100, v5e).")]
-    = None,
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    spot: Annotated[bool, typer.Option("--spot", help="Only offerings with a spot price.")]
-    = False,
-    region: Annotated[str | None, typer.Option(help="Only this region or zone.")] = None,
-    min_gpus: Annotated[int | None, typer.Option(help="At least this many GPUs per node.")]
-    = None,
-    catalog: CatalogOpt = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
-    limit: Annotated[int, typer.Option(help="Rows to show (cheapest first); 0 for all.")] = 40,
-) -> None:
-    """List offerings (cheapest per hour first), e.g. `provision catalog --gpu H100 --spot`."""
-    from provision.catalog import load_catalog
-    from provision.cli.render_catalog import render_catalog
-
-    cat = load_catalog(catalog or ())
-    rows = cat.filter(gpu=gpu, provider=provider, spot=spot, region=region, min_count=min_gpus)
-    key = (lambda o: (o.spot_price, o.provider, o.instance_type)) if spot else (
-        lambda o: (o.price if o.price is not None else float("inf"), o.provider, o.instance_type)
-    )
-    rows.sort(key=key)
-    render_catalog(cat, rows, output.value, limit)
-
-
 @app.command()
 def models() -> None:
     """List the built-in model table (names usable as `workload.model`)."""
@@ -156,4 +134,9 @@ def models() -> None:
 
 # Commands that live in their own modules register on `app` when imported here. Keep these
 # modules light at import time: heavy libraries are imported inside the command functions.
-from provision.cli import cluster_cmds  # noqa: E402,F401  (up, down, status, image)
+from provision.cli import (  # noqa: E402
+    catalog_cmd,  # noqa: F401  (catalog, catalog refresh)
+    cluster_cmds,  # noqa: F401  (up, down, status, image)
+    preview_cmd,  # noqa: F401
+    verify_cmd,  # noqa: F401
+)

@@ -160,10 +160,13 @@ app.add_typer(image_app, name="image")
 
 @image_app.command("build")
 def image_build(
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even if it exists.")] = True,
+    if_missing: Annotated[bool, typer.Option(
+        "--if-missing", help="Only build when no image of the current recipe exists.")] = False,
 ) -> None:
-    """Build the node image (debootstrap → podman import); it is also built on first `up`."""
+    """Rebuild the node image (debootstrap → podman import). `provision up` builds it on
+    first use; run this to pick up newer Debian packages."""
     from provision.backends.node_image import ensure_image
 
-    tag = ensure_image(lambda m: print(f"• {m}", file=sys.stderr, flush=True), force=force)
+    tag = ensure_image(lambda m: print(f"• {m}", file=sys.stderr, flush=True),
+                       force=not if_missing)
     print(tag)

@@ -239,6 +239,13 @@ class BaremetalHost(StrictModel):
     gpus: Annotated[int, Field(ge=0, le=64)] = Field(
         0, description="GPUs in the host (for sizing a workload against the host list)."
     )
+    interconnect: Literal["nvswitch", "nvlink", "nvlink-pairs", "pcie"] | None = Field(
+        None, description="How the host's GPUs are joined (default from the SKU: SXM parts "
+        "nvswitch, V100 SXM2 nvlink, bridged cards nvlink-pairs, others pcie)."
+    )
+    network_gbps: float = Field(
+        100, gt=0, description="Network between hosts, Gb/s (for multi-node estimates)."
+    )
     role: Literal["head", "worker"] | None = Field(
         None, description="head or worker (default: the first host is the head)."
     )

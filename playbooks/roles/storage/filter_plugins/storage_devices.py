@@ -6,49 +6,43 @@ import re
 from typing import Any
 
 
-def _walk(node: dict[str, Any]):
-    yield node
-    for child in node.get("children") or []:
-        yield from _walk(child)
+def data_devices(
+    devices: dict[str, dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    device_nodes: list[str],
+    pattern: str = "^nvme",
+    own_prefix: str = "/scratch",
+) -> list[str]:
+    """Whole drives matching ``pattern`` that are free for scratch use, as /dev paths.
 
-
-def _mountpoints(node: dict[str, Any]) -> list[str]:
-    points = node.get("mountpoints")
-    if points is None:
-        points = [node.get("mountpoint")]
-    return [p for p in points if p]
-
-
-def data_devices(lsblk: dict[str, Any] | str, pattern: str = "^nvme") -> list[str]:
-    """Whole disks matching ``pattern`` that are free for scratch use.
-
-    ``lsblk`` is the parsed output of ``lsblk --json --output NAME,TYPE,MOUNTPOINTS,FSTYPE``
-    (or that output as a string). A disk qualifies when neither it nor anything below it
-    (partitions, RAID members, LVM volumes) is mounted or used as swap, and when none of it
-    belongs to an md array or LVM that already exists (those are someone's data): what is
-    left are blank drives, plus drives an earlier run of this role turned into its own array.
+    ``devices`` is Ansible's ``ansible_devices`` fact (from /sys/block), ``mounts`` its
+    ``ansible_mounts``, ``device_nodes`` the block device nodes present in /dev. A drive
+    qualifies when it has a device node here (inside a container /sys lists the host's
+    drives too), neither it nor any of its partitions is mounted (except by this role, under
+    ``own_prefix``) or used as swap, and nothing holds it or its partitions (an md array,
+    LVM, dm-crypt: someone's data). What is left are blank drives, plus drives an earlier run
+    of this role formatted and mounted under ``own_prefix``.
     """
-    if isinstance(lsblk, str):
-        import json
-
-        lsblk = json.loads(lsblk)
     rx = re.compile(pattern)
+    nodes = set(device_nodes)
+    used: dict[str, str] = {}  # device path → mount point
+    for m in mounts:
+        dev = str(m.get("device", ""))
+        if dev.startswith("/dev/"):
+            used[dev] = str(m.get("mount", ""))
     found = []
-    for dev in lsblk.get("blockdevices", []):
-        if dev.get("type") != "disk" or not rx.search(dev.get("name", "")):
+    for name, info in devices.items():
+        path = f"/dev/{name}"
+        if not rx.search(name) or path not in nodes:
             continue
-        nodes = list(_walk(dev))
-        if any(_mountpoints(n) and not _ours(n) for n in nodes):
+        parts = list((info.get("partitions") or {}).items())
+        members = [path] + [f"/dev/{p}" for p, _ in parts]
+        if any(dev in used and not used[dev].startswith(own_prefix) for dev in members):
             continue
-        if any(n.get("fstype") in ("swap", "LVM2_member") for n in nodes):
+        if info.get("holders") or any(p.get("holders") for _, p in parts):
             continue
-        found.append(f"/dev/{dev['name']}")
+        found.append(path)
     return sorted(found)
-
-
-def _ours(node: dict[str, Any]) -> bool:
-    """Mounts this role makes (scratch) do not disqualify a drive on the next run."""
-    return all(p.startswith("/scratch") for p in _mountpoints(node))
 
 
 class FilterModule:

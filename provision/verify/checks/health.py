@@ -1,0 +1,90 @@
+"""Health checks: XID events in the kernel log and DCGM diagnostics.
+
+XIDs on Azure's fatal list (reference.json ``xid.fatal``) fail the node; other XIDs, usually an
+application's fault (13, 31, 43), warn. DCGM fails on any failed test, warns on warnings and
+when it ran a lower -r level than the verify level expects (r1 quick, r2 standard, r3 full).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from provision.verify.artifacts import DCGM_LEVEL
+from provision.verify.checks.base import HostContext, list_some, unavailable
+from provision.verify.model import Check
+from provision.verify.parsers.dcgm import parse_dcgm
+from provision.verify.parsers.xid import parse_xid
+
+XID_FILE = "xid.txt"
+DCGM_FILE = "dcgmi-diag.json"
+
+
+def check_xid(ctx: HostContext) -> list[Check]:
+    art = ctx.artifact(XID_FILE)
+    if problem := art.problem():
+        return unavailable(["xid"], problem)
+    log = parse_xid(art.text or "")
+    fatal = [e for e in log.events if e.code in ctx.table.fatal_xids]
+    other = [e for e in log.events if e.code not in ctx.table.fatal_xids]
+
+    def summary(events: list) -> str:
+        counts = Counter((e.code, e.pci) for e in events)
+        return list_some([f"Xid {code} on {pci}" + (f" x{n}" if n > 1 else "")
+                          for (code, pci), n in sorted(counts.items())])
+
+    if fatal:
+        first = fatal[0]
+        return [Check(name="xid", status="fail", measured=len(fatal), expected=0, unit="events",
+                      source=ctx.table.xid_source,
+                      detail=f"fatal XID events: {summary(fatal)} "
+                             f"(e.g. \"{first.message[:120]}\")")]
+    if other:
+        return [Check(name="xid", status="warn", measured=len(other), expected=0, unit="events",
+                      source=ctx.table.xid_source,
+                      detail=f"non-fatal XID events: {summary(other)}; usually an application "
+                             "fault, look if they repeat")]
+    return [Check(name="xid", status="pass", measured=0, expected=0, unit="events",
+                  source=ctx.table.xid_source, detail="no NVRM Xid lines in the kernel log")]
+
+
+def check_dcgm(ctx: HostContext) -> list[Check]:
+    art = ctx.artifact(DCGM_FILE)
+    if problem := art.problem():
+        return unavailable(["dcgm.diag"], problem)
+    diag = parse_dcgm(art.text or "")
+    want = DCGM_LEVEL[ctx.level]
+    if diag.runtime_error:
+        return [Check(name="dcgm.diag", status="fail",
+                      detail=f"DCGM could not run the diagnostic: {diag.runtime_error}")]
+    if not diag.results:
+        hint = art.failure_hint()
+        return [Check(name="dcgm.diag", status="fail", detail=f"{DCGM_FILE}: "
+                      f"{'; '.join(diag.errors)}" + (f"; {hint}" if hint else ""))]
+    ran = diag.level_run()
+    failed = [r for r in diag.results if r.status == "fail"]
+    warned = [r for r in diag.results if r.status == "warn"]
+    tests = len(diag.tests)
+
+    def items(results: list) -> str:
+        return list_some([f"{r.test}" + (f" GPU {r.gpu}" if r.gpu not in (None, "") else "")
+                          + (f": {r.messages[0][:100]}" if r.messages else "") for r in results],
+                         limit=4)
+
+    skipped = sorted({r.test for r in diag.results if r.status in ("skip", "notrun")})
+    version = f"DCGM {diag.version} " if diag.version else ""
+    if failed:
+        return [Check(name="dcgm.diag", status="fail", measured=len(failed), expected=0,
+                      unit="failed results", detail=f"{version}-r {ran}: {items(failed)}")]
+    notes = []
+    status = "pass"
+    if warned:
+        status = "warn"
+        notes.append(f"warnings: {items(warned)}")
+    if ran < want:
+        status = "warn"
+        notes.append(f"ran -r {ran}, level {ctx.level} expects -r {want}")
+    detail = f"{version}-r {ran}: {tests} tests, none failed"
+    if skipped:
+        detail += f" (skipped: {list_some(skipped, 4)})"
+    return [Check(name="dcgm.diag", status=status, measured=0, expected=0, unit="failed results",
+                  detail=detail + (f"; {'; '.join(notes)}" if notes else ""))]

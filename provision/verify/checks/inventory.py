@@ -1,0 +1,163 @@
+"""Inventory checks from ``nvidia-smi --query-gpu`` and the row-remap query.
+
+gpu.count, gpu.model and gpu.memory compare the node with its SKU; gpu.driver compares the
+driver with an expected version (when one is given) and across GPUs; gpu.pcie the current link
+generation and width; gpu.ecc the volatile uncorrectable ECC count; gpu.row_remap pending and
+failed row remaps (Azure's health checks fail any).
+"""
+
+from __future__ import annotations
+
+from provision.verify.checks.base import HostContext, fmt, judge_metric, list_some, unavailable
+from provision.verify.model import Check
+from provision.verify.parsers.remap import parse_remap
+from provision.verify.parsers.smi_query import GpuRow, parse_query_gpu
+from provision.verify.reference import Metric
+
+QUERY_FILE = "nvidia-smi-query.csv"
+QUERY_CHECKS = ("gpu.count", "gpu.model", "gpu.memory", "gpu.driver", "gpu.pcie", "gpu.ecc")
+REMAP_FILE = "remap.csv"
+
+
+def check_inventory(ctx: HostContext) -> list[Check]:
+    art = ctx.artifact(QUERY_FILE)
+    if problem := art.problem():
+        return unavailable(QUERY_CHECKS, problem)
+    parsed = parse_query_gpu(art.text or "")
+    gpus = sorted(parsed.gpus, key=lambda g: g.index)
+    if not gpus:
+        why = "; ".join(parsed.errors[:2]) or "empty output"
+        hint = art.failure_hint()
+        count = Check(name="gpu.count", status="fail", measured=0, expected=ctx.expect_count,
+                      unit="GPUs", detail=f"{QUERY_FILE} lists no GPUs ({why})"
+                      + (f"; {hint}" if hint else ""))
+        return [count, *unavailable(QUERY_CHECKS[1:], "no GPU rows to judge (see gpu.count)",
+                                    status="skip")]
+    return [_count(ctx, gpus), _model(ctx, gpus), _memory(ctx, gpus), _driver(ctx, gpus),
+            _pcie(ctx, gpus), _ecc(gpus)]
+
+
+def _count(ctx: HostContext, gpus: list[GpuRow]) -> Check:
+    n, want = len(gpus), ctx.expect_count
+    status = "pass" if n == want else "fail"
+    if n == want:
+        detail = f"{n} GPUs, as {ctx.ref.sku} nodes have"
+    else:
+        seen = {g.index for g in gpus}
+        gone = [str(i) for i in range(want) if i not in seen]
+        lost = f"; index {', '.join(gone)} absent" if gone and n < want else ""
+        detail = f"{n} GPUs visible, {want} expected for {ctx.ref.sku}{lost}"
+    return Check(name="gpu.count", status=status, measured=n, expected=want, unit="GPUs",
+                 ratio=n / want if want else None, detail=detail, source=ctx.ref.count_source)
+
+
+def _model(ctx: HostContext, gpus: list[GpuRow]) -> Check:
+    names = set(ctx.ref.gpu_names)
+    wrong = [f"GPU {g.index}: {g.name}" for g in gpus if g.name not in names]
+    seen = sorted({g.name for g in gpus})
+    if wrong:
+        return Check(name="gpu.model", status="fail", measured=", ".join(seen),
+                     expected=ctx.ref.gpu_names[0],
+                     detail=f"{list_some(wrong)}; {ctx.ref.sku} expects {ctx.ref.gpu_names[0]}")
+    return Check(name="gpu.model", status="pass", measured=seen[0], expected=ctx.ref.gpu_names[0],
+                 detail=f"all {len(gpus)} GPUs are {seen[0]} ({ctx.ref.sku})")
+
+
+def _memory(ctx: HostContext, gpus: list[GpuRow]) -> Check:
+    known = [g for g in gpus if g.memory_mib is not None]
+    if not known or not ctx.ref.memory_mib:
+        return Check(name="gpu.memory", status="skip", unit="MiB",
+                     detail="memory.total not reported")
+    low = min(known, key=lambda g: g.memory_mib or 0)
+    metric = Metric(name="gpu.memory", unit="MiB", peak=None, reference=ctx.ref.memory_mib,
+                    reference_kind="known-good", source=ctx.ref.memory_source)
+    return judge_metric(ctx, "gpu.memory", float(low.memory_mib or 0),
+                        f"smallest memory.total (GPU {low.index})", metric=metric)
+
+
+def _driver(ctx: HostContext, gpus: list[GpuRow]) -> Check:
+    versions = sorted({g.driver for g in gpus if g.driver})
+    if not versions:
+        return Check(name="gpu.driver", status="skip", detail="driver_version not reported")
+    want = ctx.expected_driver
+    if len(versions) > 1:
+        return Check(name="gpu.driver", status="fail", measured=", ".join(versions),
+                     expected=want, detail=f"GPUs report different drivers: {', '.join(versions)}")
+    have = versions[0]
+    if want is None:
+        return Check(name="gpu.driver", status="pass", measured=have,
+                     detail=f"driver {have} on every GPU (no expected version given)")
+    ok = have == want or have.startswith(want.rstrip(".") + ".")
+    return Check(name="gpu.driver", status="pass" if ok else "fail", measured=have, expected=want,
+                 detail=f"driver {have}" + (f" matches {want}" if ok else f", expected {want}"))
+
+
+def _pcie(ctx: HostContext, gpus: list[GpuRow]) -> Check:
+    want_gen, want_width = ctx.ref.pcie_gen, ctx.ref.pcie_width
+    known = [g for g in gpus if g.pcie_gen is not None and g.pcie_width is not None]
+    if not known or want_gen is None or want_width is None:
+        return Check(name="gpu.pcie", status="skip", detail="PCIe link not reported")
+    narrow = [g for g in known if (g.pcie_width or 0) < want_width]
+    slow = [g for g in known if (g.pcie_gen or 0) < want_gen]
+    worst = min(known, key=lambda g: ((g.pcie_width or 0), (g.pcie_gen or 0)))
+    measured = f"Gen{worst.pcie_gen} x{worst.pcie_width}"
+    expected = f"Gen{want_gen} x{want_width}"
+    if narrow:
+        items = [f"GPU {g.index} x{g.pcie_width}" for g in narrow]
+        return Check(name="gpu.pcie", status="fail", measured=measured, expected=expected,
+                     source=ctx.ref.pcie_source,
+                     detail=f"link narrower than x{want_width}: {list_some(items)}")
+    if slow:
+        items = [f"GPU {g.index} Gen{g.pcie_gen}" for g in slow]
+        return Check(name="gpu.pcie", status="warn", measured=measured, expected=expected,
+                     source=ctx.ref.pcie_source,
+                     detail=f"link below Gen{want_gen}: {list_some(items)}; idle GPUs may "
+                            "downshift to save power, so judge by nvbandwidth host<->device")
+    return Check(name="gpu.pcie", status="pass", measured=measured, expected=expected,
+                 source=ctx.ref.pcie_source,
+                 detail=f"every GPU at Gen{want_gen} x{want_width} or better")
+
+
+def _ecc(gpus: list[GpuRow]) -> Check:
+    known = [g for g in gpus if g.ecc_uncorrected is not None]
+    if not known:
+        return Check(name="gpu.ecc", status="skip",
+                     detail="uncorrectable ECC count not reported (ECC off or unsupported)")
+    bad = [g for g in known if (g.ecc_uncorrected or 0) > 0]
+    total = sum(g.ecc_uncorrected or 0 for g in known)
+    if bad:
+        items = [f"GPU {g.index}: {g.ecc_uncorrected}" for g in bad]
+        return Check(name="gpu.ecc", status="fail", measured=total, expected=0, unit="errors",
+                     detail=f"uncorrectable ECC errors since driver load: {list_some(items)}; "
+                            "reset the GPU and check row remapping")
+    return Check(name="gpu.ecc", status="pass", measured=0, expected=0, unit="errors",
+                 detail=f"no uncorrectable ECC errors on {len(known)} GPUs")
+
+
+def check_row_remap(ctx: HostContext) -> list[Check]:
+    art = ctx.artifact(REMAP_FILE)
+    if problem := art.problem():
+        return unavailable(["gpu.row_remap"], problem)
+    parsed = parse_remap(art.text or "")
+    rows = [r for r in parsed.gpus if r.pending is not None or r.failure is not None]
+    if not rows:
+        support = "" if ctx.ref.row_remapping else f" ({ctx.ref.sku} has no row remapping)"
+        why = "; ".join(parsed.errors[:2])
+        return [Check(name="gpu.row_remap", status="skip",
+                      detail=f"row remapping not reported{support}" + (f": {why}" if why else ""))]
+    failed = [r.bus_id for r in rows if r.failure]
+    pending = [r.bus_id for r in rows if r.pending]
+    remapped = sum((r.correctable or 0) + (r.uncorrectable or 0) for r in rows)
+    if failed or pending:
+        parts = []
+        if failed:
+            parts.append(f"remap failure (no spare rows left) on {list_some(failed)}")
+        if pending:
+            parts.append(f"remap pending a GPU reset on {list_some(pending)}")
+        return [Check(name="gpu.row_remap", status="fail", measured=len(set(failed + pending)),
+                      expected=0, unit="GPUs",
+                      detail="; ".join(parts) + " (any pending or failed remap fails, as in "
+                                                "Azure's health checks)")]
+    return [Check(name="gpu.row_remap", status="pass", measured=0, expected=0, unit="GPUs",
+                  detail=f"no pending or failed row remaps on {len(rows)} GPUs "
+                         f"({fmt(remapped)} rows remapped so far)")]

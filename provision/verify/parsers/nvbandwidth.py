@@ -1,0 +1,123 @@
+"""nvbandwidth text output.
+
+Per test: ``Running <test>.``, a title (``memcpy CE CPU(row) -> GPU(column) bandwidth (GB/s)``),
+a matrix whose header row holds the column indices and whose rows start with the source index,
+then ``SUM <test> <value>`` (or ``&&&& PERF <test> <value>GB/s`` in perf-formatter builds).
+Cells are ``N/A`` where a copy is not applicable (the diagonal); older builds print ``0.00``
+there instead, which :meth:`NvbTest.pairs` skips as well. A waived test prints ``Waived:``
+without its name, so a test that was asked for and is absent was waived or never ran.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from provision.verify.parsers.common import strip_ansi, strip_prefixes, to_float
+
+_RUNNING = re.compile(r"^Running (\S+?)\.?$")
+_SUM = re.compile(r"^(?:SUM|&&&& PERF)\s+(\S+)\s+([0-9.eE+-]+)")
+_DEVICE = re.compile(r"^Device (\d+): (.*)$")
+_VERSION = re.compile(r"^nvbandwidth Version:\s*(\S+)")
+
+
+@dataclass(slots=True)
+class NvbTest:
+    name: str
+    title: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: dict[str, list[float | None]] = field(default_factory=dict)  # row label -> cells
+    total: float | None = None  # the SUM line
+    messages: list[str] = field(default_factory=list)  # errors printed inside the test
+
+    @property
+    def is_device_to_device(self) -> bool:
+        return "GPU(row)" in self.title or self.name.startswith("device_to_device")
+
+    def per_gpu(self) -> dict[int, float | None]:
+        """Host<->device tests: one figure per GPU (column), the best over source rows."""
+        out: dict[int, float | None] = {}
+        for i, col in enumerate(self.columns):
+            values = [cells[i] for cells in self.rows.values()
+                      if i < len(cells) and cells[i] is not None]
+            out[int(col) if col.isdigit() else i] = max(values) if values else None
+        return out
+
+    def pairs(self) -> dict[tuple[int, int], float | None]:
+        """Device-to-device tests: one figure per ordered GPU pair, diagonal left out."""
+        out: dict[tuple[int, int], float | None] = {}
+        for label, cells in self.rows.items():
+            if not label.isdigit():
+                continue
+            src = int(label)
+            for i, col in enumerate(self.columns):
+                dst = int(col) if col.isdigit() else i
+                if dst != src and i < len(cells):
+                    out[(src, dst)] = cells[i]
+        return out
+
+
+@dataclass(slots=True)
+class NvbResult:
+    tests: dict[str, NvbTest] = field(default_factory=dict)
+    devices: dict[int, str] = field(default_factory=dict)
+    version: str | None = None
+    waived: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_nvbandwidth(text: str) -> NvbResult:
+    result = NvbResult()
+    test: NvbTest | None = None
+    state = "idle"  # idle | title | header | rows
+    for raw in strip_ansi(text).splitlines():
+        line = strip_prefixes(raw).rstrip()
+        stripped = line.strip()
+        if m := _RUNNING.match(stripped):
+            test = NvbTest(name=m[1])
+            result.tests[test.name] = test
+            state = "title"
+            continue
+        if m := _SUM.match(stripped):
+            target = result.tests.get(m[1]) or test
+            if target is not None:
+                target.total = to_float(m[2])
+            state = "idle"
+            continue
+        if stripped.lower().startswith("waived"):
+            result.waived += 1
+            state = "idle"
+            continue
+        if m := _DEVICE.match(stripped):
+            result.devices[int(m[1])] = m[2].strip()
+            continue
+        if m := _VERSION.match(stripped):
+            result.version = m[1]
+            continue
+        if not stripped:
+            if state == "rows":
+                state = "idle"
+            continue
+        if test is None:
+            if stripped.upper().startswith("ERROR"):
+                result.errors.append(stripped)
+            continue
+        if state == "title":
+            if "bandwidth" in stripped or "latency" in stripped:
+                test.title = stripped
+                state = "header"
+            else:
+                test.messages.append(stripped)
+            continue
+        tokens = stripped.split()
+        if state == "header" and tokens and all(t.isdigit() for t in tokens):
+            test.columns = tokens
+            state = "rows"
+            continue
+        if state == "rows" and tokens and len(tokens) > 1:
+            test.rows[tokens[0]] = [to_float(t) for t in tokens[1:]]
+            continue
+        test.messages.append(stripped)
+        if stripped.upper().startswith("ERROR"):
+            result.errors.append(f"{test.name}: {stripped}")
+    return result

@@ -1,0 +1,67 @@
+"""``nvidia-smi nvlink --status``: per-GPU link list.
+
+``GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)`` then one tab-indented line per link:
+``Link 0: 26.562 GB/s`` (A100: ``25 GB/s``). A down link prints ``<inactive>`` (some builds
+``0 GB/s``); a GPU whose links are all down prints ``NVML: Unable to retrieve NVLink information
+as all links are inactive`` instead of the list. GPUs without NVLink print no link lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from provision.verify.parsers.common import strip_ansi, to_float
+
+_GPU = re.compile(r"^GPU (\d+):\s*(.*?)(?:\s*\(UUID:\s*([^)]*)\))?\s*$")
+_LINK = re.compile(r"^Link (\d+):\s*(.*)$")
+_ALL_INACTIVE = "all links are inactive"
+
+
+@dataclass(slots=True)
+class NvlinkGpu:
+    index: int
+    name: str
+    uuid: str | None
+    links: dict[int, float | None] = field(default_factory=dict)  # None: inactive
+    all_inactive: bool = False
+
+    @property
+    def active(self) -> dict[int, float]:
+        return {i: s for i, s in self.links.items() if s}
+
+
+@dataclass(slots=True)
+class NvlinkStatus:
+    gpus: list[NvlinkGpu] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _speed(value: str) -> float | None:
+    value = value.strip()
+    if value.startswith("<") or "inactive" in value.lower():
+        return None
+    number = to_float(value.split()[0]) if value else None
+    return number or None  # "0 GB/s" is a down link too
+
+
+def parse_nvlink(text: str) -> NvlinkStatus:
+    status = NvlinkStatus()
+    gpu: NvlinkGpu | None = None
+    for raw in strip_ansi(text).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if m := _GPU.match(line):
+            gpu = NvlinkGpu(index=int(m[1]), name=m[2].strip(), uuid=m[3])
+            status.gpus.append(gpu)
+        elif (m := _LINK.match(line)) and gpu is not None:
+            gpu.links[int(m[1])] = _speed(m[2])
+        elif _ALL_INACTIVE in line.lower():
+            if gpu is not None:
+                gpu.all_inactive = True
+            else:
+                status.errors.append(line)
+        elif line.startswith(("NVML", "Failed", "No devices", "NVIDIA-SMI has failed")):
+            status.errors.append(line)
+    return status

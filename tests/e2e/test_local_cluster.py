@@ -1,0 +1,148 @@
+"""End to end on the local target: up → rerun (no changes) → node loss mid-run → up → down.
+
+Real podman nodes, real SSH, real ansible-runner, the real playbooks; the CLI through its
+installed entry point. Takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from provision.backends import podman
+from tests.conftest import provision_cmd
+from tests.e2e.conftest import remove_cluster_objects
+
+CLUSTER = "e2e-local"
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, env=podman.env(),
+                          check=True).stdout
+
+
+def node_exec(node: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True,
+                          text=True, env=podman.env())
+
+
+@pytest.fixture
+def cluster_env(tmp_path: Path, node_image: str):
+    remove_cluster_objects(CLUSTER)
+    plan = tmp_path / "local.yaml"
+    plan.write_text(f"name: {CLUSTER}\ntarget: local\nlocal:\n  nodes: 3\n")
+    env = {**os.environ, "PROVISION_STATE_DIR": str(tmp_path / "state"),
+           "PROVISION_INVENTORIES": str(tmp_path / "inventories"), "CI": "true",
+           "NO_COLOR": "1"}
+    yield plan, env, tmp_path
+    remove_cluster_objects(CLUSTER)
+
+
+def run(env, *args, timeout=600):
+    return subprocess.run([*provision_cmd(), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_up_rerun_loss_up_down(cluster_env):
+    plan, env, tmp = cluster_env
+    state_dir = tmp / "state" / CLUSTER
+
+    # 1. up: three converged nodes
+    first = run(env, "up", str(plan), "-o", "json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads(first.stdout)
+    names = [n["name"] for n in result["nodes"]]
+    assert names == [f"{CLUSTER}-1", f"{CLUSTER}-2", f"{CLUSTER}-3"]
+    assert result["converge"]["status"] == "successful"
+    assert all(h["failed"] == 0 and h["unreachable"] == 0
+               for h in result["converge"]["hosts"].values())
+
+    # the nodes are really converged
+    head, worker = names[0], names[2]
+    sshd = node_exec(worker, "sshd -T")
+    assert "passwordauthentication no" in sshd.stdout
+    assert node_exec(worker, "nft list table inet provision_filter").returncode == 0
+    assert node_exec(head, "echo shared-ok > /shared/probe").returncode == 0
+    assert node_exec(worker, "cat /shared/probe").stdout.strip() == "shared-ok"
+    mpi = node_exec(head, "mpirun --allow-run-as-root --hostfile /etc/provision/hostfile "
+                          "--map-by node -np 3 hostname")
+    assert sorted(mpi.stdout.split()) == names
+
+    # the inventory works with plain Ansible
+    hosts = tmp / "inventories" / CLUSTER / "hosts.yml"
+    graph = subprocess.run(["ansible-inventory", "-i", str(hosts), "--graph"],
+                           capture_output=True, text=True, check=True).stdout
+    for group in ("@head", "@workers", "@sku_cpu", "@provider_local"):
+        assert group in graph
+
+    # state is private and holds no key material
+    for f in (state_dir / "state.json", state_dir / "events.log", hosts):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    for f in state_dir.rglob("*"):
+        if f.is_file() and "ssh" not in f.parts:
+            assert "PRIVATE KEY-----" not in f.read_text(errors="replace"), f
+
+    # `status` shows every node running with its last converge result
+    status = json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)
+    assert [(n["name"], n["state"], n["converge"]) for n in status["nodes"]] == [
+        (n, "running", "changed") for n in names]
+
+    # 2. rerun: nothing changes
+    second = run(env, "up", str(plan), "-o", "json")
+    assert second.returncode == 0, second.stderr[-3000:]
+    rerun = json.loads(second.stdout)
+    assert rerun["converge"]["changed"] == 0, [
+        t for t in rerun["converge"]["hosts"].items() if t[1]["changed"]]
+    assert [n["instance_id"] for n in rerun["nodes"]] == [
+        n["instance_id"] for n in result["nodes"]]  # no twins, same containers
+
+    # 3. a node dies in the middle of a run; a second run is refused while this one holds
+    #    the lock; the others finish; the failure names the node
+    proc = subprocess.Popen([*provision_cmd(), "up", str(plan)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    lost = names[1]
+    deadline = time.monotonic() + 300
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "PLAY Hardening" in line or time.monotonic() > deadline:
+            break
+    concurrent = run(env, "up", str(plan), timeout=60)
+    assert concurrent.returncode == 4 and "locked by" in concurrent.stderr
+    subprocess.run(["podman", "rm", "-f", "-t", "0", lost], capture_output=True,
+                   env=podman.env(), check=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err[-3000:]
+    assert f"converge failed on 1 node(s): {lost}" in err
+    summary = {line.split("│")[1].strip(): line for line in out.splitlines()
+               if line.startswith("│")}
+    assert "unreachable" in summary[lost] or "failed" in summary[lost]
+    for other in (names[0], names[2]):
+        assert "failed" not in summary[other] and "unreachable" not in summary[other]
+    assert json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)["nodes"][1]["state"] \
+        == "lost"
+
+    # 4. up again: the lost node is recreated and the cluster converges
+    again = run(env, "up", str(plan), "-o", "json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"creating node {lost}" in again.stderr
+    assert node_exec(lost, "cat /shared/probe").stdout.strip() == "shared-ok"
+
+    # 5. down: nothing of the cluster is left
+    before = sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
+                "--format", "{{.Names}}").split()
+    assert sorted(before) == names
+    gone = run(env, "down", CLUSTER, "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
+              "--format", "{{.Names}}").split() == []
+    assert f"provision-{CLUSTER}" not in sh("podman", "network", "ls", "--format",
+                                             "{{.Name}}").split()
+    assert not (tmp / "inventories" / CLUSTER).exists()
+    assert not state_dir.exists()
+    assert run(env, "status", CLUSTER).returncode == 2
