@@ -28,9 +28,14 @@ Step = Callable[[str], None]
 
 
 class RunFailed(ProvisionError):
-    """The run finished but some node failed; the message names nodes and tasks (exit 1)."""
+    """The run finished but some node failed; the message names nodes and tasks (exit 1).
+    ``result`` carries what did happen, for the CLI's summary."""
 
     exit_code = 1
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -50,6 +55,7 @@ class UpResult:
     converge: ConvergeResult | None
     seconds: float
     created: list[str] = field(default_factory=list)
+    verify: Any = None  # provision.verify_live.VerifyRun, when the cluster has accelerators
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +64,8 @@ class UpResult:
             "nodes": [n.to_json() for n in self.nodes],
             "inventory": str(self.inventory),
             "converge": self.converge.to_json() if self.converge else None,
+            "verify": (self.verify.report.to_json()
+                       if self.verify is not None and self.verify.report else None),
             "seconds": round(self.seconds, 1),
         }
 
@@ -180,10 +188,24 @@ def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
         state.log(f"up {plan_path}")
         prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
         result = converge(prepared, ui)
-    done = UpResult(loaded.plan.name, prepared.target, prepared.records, prepared.inventory_dir,
-                    result, time.monotonic() - started, prepared.created)
-    if not result.ok:
-        raise RunFailed(_failure_text(result))
+        done = UpResult(loaded.plan.name, prepared.target, prepared.records,
+                        prepared.inventory_dir, result, time.monotonic() - started,
+                        prepared.created)
+        if not result.ok:
+            raise RunFailed(_failure_text(result), done)
+        settings = loaded.plan.verify
+        if settings.enabled:
+            from provision.verify_live import failure_text, verify_cluster
+
+            ui.step(f"verify: level {settings.level}")
+            done.verify = verify_cluster(state, prepared.hosts_file, settings,
+                                         progress=ui.progress)
+            state.log(f"verify {done.verify.report.status if done.verify.report else 'skipped'}")
+            done.seconds = time.monotonic() - started
+            bad = done.verify.failed or (settings.strict and done.verify.report is not None
+                                         and done.verify.report.status == "warn")
+            if bad:
+                raise RunFailed(failure_text(done.verify), done)
     return done
 
 

@@ -378,4 +378,9 @@ def make_plan(
         outcome.relax = _relax(outcome)
         raise NothingFits(f"{loaded.path}: nothing in the catalog fits this plan", outcome)
     outcome.warnings += _choice_warnings(outcome)
+    # The software profile must work on the chosen hardware (or the local/bare-metal SKUs):
+    # an impossible driver/CUDA/NCCL combination is an input error before any node exists.
+    from provision.profile import plan_profiles
+
+    plan_profiles(loaded, outcome)
     return outcome

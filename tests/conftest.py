@@ -17,6 +17,8 @@ EXAMPLES = REPO / "examples"
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    os.environ["PROVISION_STATE_DIR"] = str(tmp_path_factory.mktemp("provision-state"))
+    os.environ["PROVISION_INVENTORIES"] = str(tmp_path_factory.mktemp("inventories"))
 
 
 def provision_cmd() -> list[str]:

@@ -36,45 +36,40 @@ def up(
     Safe to rerun: existing nodes are converged, lost ones recreated, nothing is duplicated.
     `provision up examples/local.yaml` needs no cloud account (podman nodes on this machine).
     """
-    from provision.cli.console import out_console
-    from provision.cli.progress import summary_table, ui
+    from provision.cli.progress import ui
     from provision.orchestrator import RunFailed
     from provision.orchestrator import up as do_up
 
     try:
         with ui() as u:
             result = do_up(plan_file, u, state_root=state_dir, inventories=inventories)
-    except RunFailed:
-        _print_last_summary(plan_file, state_dir)
+    except RunFailed as exc:
+        if exc.result is not None:
+            _render_up(exc.result, output)
         raise
+    _render_up(result, output)
+
+
+def _render_up(result, output: Output) -> None:
+    """The converge summary table, the verify report, and one line about the cluster."""
+    from provision.cli.console import out_console
+    from provision.cli.progress import summary_table
+
     con = out_console()
     if output == Output.json:
         con.print_json(json.dumps(result.to_json()))
         return
     if result.converge:
         con.print(summary_table(result.converge))
+    if result.verify is not None and result.verify.report is not None:
+        from provision.verify.report import render
+
+        render(result.verify.report, "table", con)
+    elif result.verify is not None:
+        con.print("verify: no GPU or TPU nodes to measure")
     con.print(f"cluster [bold]{result.cluster}[/]: {len(result.nodes)} node(s) "
-              f"({', '.join(n.name + ' ' + n.address for n in result.nodes)}) converged in "
+              f"({', '.join(n.name + ' ' + n.address for n in result.nodes)}) in "
               f"{result.seconds:,.0f} s; inventory {result.inventory}/hosts.yml")
-
-
-def _print_last_summary(plan_file: Path, state_dir: Path | None) -> None:
-    """After a failed run, still show the per-host table from the recorded result."""
-    from provision.cli.console import out_console
-    from provision.converge import ConvergeResult, HostSummary
-    from provision.plan import load_plan
-    from provision.state import ClusterState
-
-    state = ClusterState.load(load_plan(plan_file).plan.name, state_dir)
-    rec = state.stages.get("converge") if state else None
-    if not rec:
-        return
-    from provision.cli.progress import summary_table
-
-    hosts = {h: HostSummary(**{k: v for k, v in s.items() if k != "status"})
-             for h, s in rec.get("hosts", {}).items()}
-    out_console().print(summary_table(ConvergeResult(rec["playbook"], rec["rc"], rec["status"],
-                                                     hosts)))
 
 
 @app.command()

@@ -33,10 +33,10 @@ def verify(
         "directory per host, plus _cluster/) instead of collecting.")] = None,
     sku: Annotated[str | None, typer.Option(
         help="SKU for hosts without a `sku` file, e.g. h100-sxm-80gb.")] = None,
-    level: Annotated[Level, typer.Option(
+    level: Annotated[Level | None, typer.Option(
         help="quick: inventory, topology, NVLink, XID/ECC, DCGM r1. standard: + nvbandwidth, "
-        "single-node NCCL, DCGM r2. full: + multi-node NCCL, InfiniBand, DCGM r3.")]
-    = Level.standard,
+        "single-node NCCL, DCGM r2. full: + multi-node NCCL, InfiniBand, DCGM r3. "
+        "Default: the plan's verify.level (standard).")] = None,
     output: Annotated[Output, typer.Option(
         "--output", "-o", help="table for people, json for machines, markdown for "
         "pull-request comments and CI summaries.")] = Output.table,
@@ -44,6 +44,9 @@ def verify(
         "--strict", help="Exit 1 on warnings too, not only on failures.")] = False,
     driver: Annotated[str | None, typer.Option(
         help="Expected NVIDIA driver version or prefix (550 matches 550.127.05).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", envvar="PROVISION_STATE_DIR",
+        help="Where cluster state lives (default ~/.local/state/provision).")] = None,
 ) -> None:
     """Check GPUs, NVLink, PCIe, memory health, NCCL and InfiniBand bandwidth against
     known-good figures for the node's SKU.
@@ -57,11 +60,35 @@ def verify(
 
     if offline is None:
         if cluster is None:
-            raise InputError("give --offline DIR to analyze collected artifacts, or a CLUSTER "
-                             "to verify live")
-        raise InputError(f"live verification of cluster {cluster!r} needs `provision up` "
-                         "state; collect the artifacts and run `provision verify --offline DIR`")
-    report = analyze(offline, default_sku=sku, level=level.value, expected_driver=driver)
+            raise InputError("give a CLUSTER to collect from and verify, or --offline DIR to "
+                             "analyze collected artifacts")
+        report = _live(cluster, level.value if level else None, driver, state_dir)
+    else:
+        report = analyze(offline, default_sku=sku, level=(level or Level.standard).value,
+                         expected_driver=driver)
     render(report, output.value, out_console())
     if report.status == "fail" or (strict and report.status == "warn"):
         raise typer.Exit(1)
+
+
+def _live(cluster: str, level: str | None, driver: str | None, state_dir: Path | None):
+    """Collect from a cluster `provision up` made, then analyze (holds the cluster's lock)."""
+    from provision.cli.progress import ui
+    from provision.plan import load_plan
+    from provision.state import ClusterState
+    from provision.verify_live import measured_nodes, verify_cluster
+
+    state = ClusterState.load(cluster, state_dir)
+    if state is None:
+        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
+    hosts = Path(state.stages.get("inventory", {}).get("path", ""))
+    if not hosts.is_file():
+        raise InputError(f"cluster {cluster!r} has no inventory yet: run `provision up` first")
+    if not measured_nodes(state):
+        raise InputError(f"cluster {cluster!r} has no GPU or TPU nodes to verify")
+    settings = load_plan(state.plan_file).plan.verify
+    with state.lock("verify"), ui() as u:
+        run = verify_cluster(state, hosts, settings, level=level, expected_driver=driver,
+                             progress=u.progress)
+    assert run.report is not None
+    return run.report

@@ -13,7 +13,9 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from provision.plan.cloud import AwsTarget, BaremetalTarget, GcpTarget
 from provision.plan.models import lookup_model, model_names
 from provision.plan.schema_base import StrictModel, close_matches
+from provision.plan.software import Software
 from provision.plan.targets import Access, LocalTarget
+from provision.plan.verify_settings import VerifySettings
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
@@ -233,6 +235,13 @@ class Plan(StrictModel):
         None, description="The hosts of target: baremetal, and how to power/reinstall them."
     )
     access: Access = Field(default_factory=Access, description="SSH access to the nodes.")
+    software: Software | None = Field(
+        None, description="What the GPU/TPU nodes run (driver, CUDA, NCCL, MPI, containers, "
+        "RDMA); defaults per GPU generation from the compatibility matrix."
+    )
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings, description="How `provision up` verifies the nodes."
+    )
     catalog: list[str] = Field(
         default_factory=list,
         description="Extra catalog files/directories (SkyPilot CSV format), relative to this "

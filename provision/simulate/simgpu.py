@@ -44,6 +44,20 @@ SLURM_PROCID); ranks = world size x -g x -t; nodes = ``$PROVISION_SIM_NODES`` or
 per node; host names in the device list from ``$PROVISION_SIM_HOSTS`` (comma-separated). The
 multi-node figure is the reference's busbw per NIC x IB ports, capped at the single-node figure.
 
+Installed-driver mode: when the stand-in driver packages are installed (provision's simulated
+apt repository, provision/simulate/packages.py), ``/usr/lib/provision-sim/driver.json`` (or
+``$PROVISION_SIM_DRIVER``) names the userspace driver version and the CUDA version it supports,
+and ``kernel-module.json`` next to it the "loaded" kernel module. nvidia-smi then behaves like a
+real driver install: no kernel module -> "couldn't communicate with the NVIDIA driver" (9);
+kernel module and userspace of different versions -> "Driver/library version mismatch" (18);
+a GPU that only the open modules drive (Blackwell) with the proprietary module -> "No devices
+were found" (6). Persistence mode (``-pm``, or the nvidia-persistenced stand-in running) and
+application clocks (``-ac``/``-rac``) are kept in ``$PROVISION_SIM_STATE`` (default
+``/run/provision-sim``); on NVSwitch SKUs ``-q`` reports the fabric "Completed" only while the
+fabric manager stand-in of the driver's exact version runs (else "In Progress"). Without
+driver.json (the tools copied by hand) everything behaves as before: persistence on, fabric
+completed. node.json's ``driver``/``cuda`` still win over driver.json when set.
+
 Exit codes: the tools' own (0 ok, 1 tool failure, 2 bad arguments); 3 for a broken simulator
 configuration (no config file, unknown SKU or fault).
 """
@@ -64,6 +78,18 @@ from typing import Any
 CONFIG_ENV = "PROVISION_SIM_CONFIG"
 CONFIG_DEFAULT = "/etc/provision-sim/node.json"
 REFERENCE_ENV = "PROVISION_SIM_REFERENCE"
+DRIVER_ENV = "PROVISION_SIM_DRIVER"
+DRIVER_DEFAULT = "/usr/lib/provision-sim/driver.json"
+STATE_ENV = "PROVISION_SIM_STATE"
+STATE_DEFAULT = "/run/provision-sim"
+# SKUs only the open kernel modules drive (Blackwell).
+OPEN_ONLY = frozenset({"b200-sxm-180gb"})
+# (memory MHz, max graphics MHz, default application graphics MHz): SIMULATED figures in the
+# range of each part's datasheet clocks, for -ac/-rac and the clocks.* query fields.
+CLOCKS = {"h100-sxm-80gb": (2619, 1980, 1755), "h200-sxm-141gb": (3201, 1980, 1755),
+          "a100-sxm-80gb": (1593, 1410, 1275), "a100-sxm-40gb": (1215, 1410, 1095),
+          "b200-sxm-180gb": (3996, 1965, 1665), "l40s-48gb": (9001, 2520, 2520),
+          "l4-24gb": (6251, 2040, 2040), "a10g-24gb": (6251, 1710, 1710)}
 TAG = "SIMULATED by provision-sim"
 BANNER = f"{TAG}: no NVIDIA hardware is present; figures come from reference.json"
 FAULTS = frozenset({"gpu-missing", "nvlink-down", "hbm-degraded", "pcie-degraded",
@@ -106,13 +132,62 @@ def load_node() -> Node:
     except ValueError as exc:
         raise SimError(f"{path}: not JSON: {exc}") from None
     reference = json.loads(_reference_path().read_text(encoding="utf-8"))
-    return Node(config, reference)
+    return Node(config, reference, _installed_driver())
+
+
+def _installed_driver() -> dict[str, Any] | None:
+    """driver.json of the installed stand-in driver (with its kernel module), or None."""
+    path = Path(os.environ.get(DRIVER_ENV) or DRIVER_DEFAULT)
+    try:
+        driver = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    try:
+        driver["kernel_module"] = json.loads(
+            (path.parent / "kernel-module.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        driver["kernel_module"] = None
+    return driver
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_ENV) or STATE_DEFAULT)
+
+
+def read_state(name: str) -> dict[str, Any]:
+    try:
+        return json.loads((state_dir() / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(name: str, data: dict[str, Any]) -> None:
+    state_dir().mkdir(parents=True, exist_ok=True)
+    tmp = state_dir() / f".{name}.tmp"
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(state_dir() / name)
+
+
+def daemon_running(name: str) -> dict[str, Any] | None:
+    """The state a stand-in daemon wrote (``<name>.json`` with its pid), if it still runs."""
+    info = read_state(f"{name}.json")
+    pid = info.get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return info
+    return info
 
 
 class Node:
     """The simulated node: its SKU's reference entry, its faults and derived figures."""
 
-    def __init__(self, config: dict[str, Any], reference: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], reference: dict[str, Any],
+                 installed: dict[str, Any] | None = None) -> None:
         sku = str(config.get("sku", "")).lower()
         if sku not in reference["skus"]:
             raise SimError(f"unknown sku {sku!r}; known: {', '.join(sorted(reference['skus']))}")
@@ -128,8 +203,10 @@ class Node:
             raise SimError(f"unknown fault(s) {', '.join(sorted(bad))}; known: "
                            f"{', '.join(sorted(FAULTS))}, hang:<{'|'.join(TOOLS)}>")
         self.hostname = str(config.get("hostname") or socket.gethostname())
-        self.driver = str(config.get("driver") or DEFAULT_DRIVER)
-        self.cuda = str(config.get("cuda") or DEFAULT_CUDA)
+        self.installed = installed
+        inst = installed or {}
+        self.driver = str(config.get("driver") or inst.get("driver") or DEFAULT_DRIVER)
+        self.cuda = str(config.get("cuda") or inst.get("cuda") or DEFAULT_CUDA)
         full = int(config.get("gpus") or self.ref["gpu_count"])
         self.full_count = full
         self.gpu_count = full - 1 if "gpu-missing" in self.faults else full
@@ -204,6 +281,48 @@ class Node:
     def ecc_uncorrected(self, i: int) -> int:
         return 2 if i == 0 and "ecc-row-remap-failure" in self.faults else 0
 
+    # ---- installed-driver state ----------------------------------------------------------
+    def persistence(self, i: int) -> bool:
+        if self.installed is None:
+            return True
+        if daemon_running("nvidia-persistenced") is not None:
+            return True
+        return bool(read_state("persistence.json").get(str(i)))
+
+    def clocks(self) -> tuple[int, int, int]:
+        return CLOCKS.get(self.sku, (1593, 1410, 1275))
+
+    def app_clocks(self, i: int) -> tuple[int, int]:
+        mem, _, default = self.clocks()
+        got = read_state("clocks.json").get(str(i))
+        return (int(got[0]), int(got[1])) if got else (mem, default)
+
+    def fabric_state(self) -> tuple[str, str]:
+        """(State, Status) of nvidia-smi -q's Fabric section."""
+        if self.nvlink["fabric"] != "nvswitch":
+            return "N/A", "N/A"
+        if self.installed is None:
+            return "Completed", "Success"
+        fm = daemon_running("nvidia-fabricmanager")
+        if fm is not None and fm.get("version") == self.driver:
+            return "Completed", "Success"
+        return "In Progress", "N/A"
+
+    def driver_problem(self) -> tuple[int, str] | None:
+        """Why nvidia-smi cannot talk to the GPUs, as the real one says it (installed mode)."""
+        if self.installed is None:
+            return None
+        module = self.installed.get("kernel_module")
+        if not module:
+            return 9, ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+                       "driver. Make sure that the latest NVIDIA driver is installed and running.")
+        if module.get("version") != self.driver:
+            return 18, ("Failed to initialize NVML: Driver/library version mismatch\n"
+                        f"NVML library version: {self.driver.rsplit('.', 1)[0]}")
+        if self.sku in OPEN_ONLY and module.get("flavour") != "open":
+            return 6, "No devices were found"
+        return None
+
 
 def banner(stream: Any = sys.stdout) -> None:
     print(BANNER, file=stream)
@@ -228,6 +347,15 @@ QUERY_FIELDS = {
     "ecc.errors.corrected.volatile.total": lambda n, i: "0",
     "temperature.gpu": lambda n, i: "31",
     "utilization.gpu": lambda n, i: "0 %",
+    "persistence_mode": lambda n, i: "Enabled" if n.persistence(i) else "Disabled",
+    "pcie.link.gen.gpucurrent": lambda n, i: str(n.pcie(i)[0]),
+    "clocks.applications.graphics": lambda n, i: f"{n.app_clocks(i)[1]} MHz",
+    "clocks.applications.memory": lambda n, i: f"{n.app_clocks(i)[0]} MHz",
+    "clocks.default_applications.graphics": lambda n, i: f"{n.clocks()[2]} MHz",
+    "clocks.default_applications.memory": lambda n, i: f"{n.clocks()[0]} MHz",
+    "clocks.max.graphics": lambda n, i: f"{n.clocks()[1]} MHz",
+    "clocks.max.memory": lambda n, i: f"{n.clocks()[0]} MHz",
+    "count": lambda n, i: str(n.gpu_count),
 }
 REMAP_FIELDS = {
     "gpu_bus_id": lambda n, i: n.bus_id(i),
@@ -263,7 +391,8 @@ def _csv_query(n: Node, spec: str, fmt: str, table: dict, gpus: list[int]) -> in
     for i in gpus:
         values = [table[f](n, i) for f in fields]
         if "nounits" in opts:
-            values = [v.rsplit(" ", 1)[0] if v.endswith((" MiB", " %")) else v for v in values]
+            values = [v.rsplit(" ", 1)[0] if v.endswith((" MiB", " %", " MHz")) else v
+                      for v in values]
         print(", ".join(values))
     return 0
 
@@ -283,7 +412,8 @@ def _summary(n: Node) -> None:
     print(f"|{'':<41}|{'':<24}|{'MIG M. ':>22}|")
     print("|" + "=" * 41 + "+" + "=" * 24 + "+" + "=" * 22 + "|")
     for i in range(n.gpu_count):
-        print(f"|{i:>4}  {n.gpu_name():<28}{'On':>5}  |{n.bus_id(i) + ' Off':>23} |"
+        pm = "On" if n.persistence(i) else "Off"
+        print(f"|{i:>4}  {n.gpu_name():<28}{pm:>5}  |{n.bus_id(i) + ' Off':>23} |"
               f"{n.ecc_uncorrected(i):>21} |")
         mem = f"1MiB / {n.ref['memory_mib']}MiB"
         print(f"|{' N/A   31C    P0            N/A /  N/A':<41}|{mem:>23} |"
@@ -381,7 +511,7 @@ def _query_text(n: Node, gpus: list[int]) -> None:
     print(f"{'Driver Version':<{w}}: {n.driver}")
     print(f"{'CUDA Version':<{w}}: {n.cuda}\n")
     print(f"{'Attached GPUs':<{w}}: {n.gpu_count}")
-    nvswitch = n.nvlink["fabric"] == "nvswitch"
+    fabric_state, fabric_status = n.fabric_state()
     for i in gpus:
         gen, width = n.pcie(i)
         remap = [_remap(n, i, k) for k in range(4)]
@@ -390,9 +520,10 @@ def _query_text(n: Node, gpus: list[int]) -> None:
             ("    Product Name", n.gpu_name()),
             ("    Minor Number", str(i)),
             ("    GPU UUID", n.uuid(i)),
+            ("    Persistence Mode", "Enabled" if n.persistence(i) else "Disabled"),
             ("    Fabric", ""),
-            ("        State", "Completed" if nvswitch else "N/A"),
-            ("        Status", "Success" if nvswitch else "N/A"),
+            ("        State", fabric_state),
+            ("        Status", fabric_status),
             ("    PCI", ""),
             ("        Bus Id", n.bus_id(i)),
             ("        GPU Link Info", ""),
@@ -421,7 +552,57 @@ def _query_text(n: Node, gpus: list[int]) -> None:
             print(label if value is None else (f"{label:<{w}}: {value}" if value else label))
 
 
+def _set_persistence(n: Node, gpus: list[int], value: str) -> int:
+    if value not in ("0", "1", "ENABLED", "DISABLED"):
+        print(f'Invalid value "{value}" for persistence mode.', file=sys.stderr)
+        return 2
+    on = value in ("1", "ENABLED")
+    state = read_state("persistence.json")
+    for i in gpus:
+        word = "Enabled" if on else "Disabled"
+        if bool(state.get(str(i))) == on:
+            print(f"Persistence mode is already {word} for GPU {n.bus_id(i)}.")
+        else:
+            print(f"{word} persistence mode for GPU {n.bus_id(i)}.")
+        state[str(i)] = on
+    write_state("persistence.json", state)
+    print("All done.")
+    return 0
+
+
+def _set_app_clocks(n: Node, gpus: list[int], value: str | None) -> int:
+    mem, top, _ = n.clocks()
+    state = read_state("clocks.json")
+    if value is None:  # -rac
+        for i in gpus:
+            state.pop(str(i), None)
+            print(f"All done. Applications clocks reset to default for GPU {n.bus_id(i)}.")
+        write_state("clocks.json", state)
+        return 0
+    try:
+        want_mem, want_gr = (int(x) for x in value.split(","))
+    except ValueError:
+        print(f'Invalid clock pair "{value}": use MEMORY_CLOCK,GRAPHICS_CLOCK.', file=sys.stderr)
+        return 2
+    if want_mem != mem or not 0 < want_gr <= top:
+        print(f"Specified clock combination \"(MEM {want_mem}, SM {want_gr})\" is not supported "
+              f"for GPU {n.bus_id(gpus[0])}. Run 'nvidia-smi -q -d SUPPORTED_CLOCKS' to see "
+              "list of supported clock combinations", file=sys.stderr)
+        return 3
+    for i in gpus:
+        state[str(i)] = [want_mem, want_gr]
+        print(f'Applications clocks set to "(MEM {want_mem}, SM {want_gr})" for GPU '
+              f"{n.bus_id(i)}")
+    write_state("clocks.json", state)
+    print("All done.")
+    return 0
+
+
 def nvidia_smi(n: Node, argv: list[str]) -> int:
+    problem = n.driver_problem()
+    if problem is not None:
+        print(problem[1])
+        return problem[0]
     gpus = list(range(n.gpu_count))
     args = list(argv)
     only: int | None = None
@@ -436,6 +617,15 @@ def nvidia_smi(n: Node, argv: list[str]) -> int:
             return 6
         gpus = [only]
     opts = {a.split("=", 1)[0]: a.split("=", 1)[1] if "=" in a else "" for a in args}
+    for flag, long in (("-pm", "--persistence-mode"), ("-ac", "--applications-clocks")):
+        value = opts.get(long) or (args[args.index(flag) + 1] if flag in args
+                                   and args.index(flag) + 1 < len(args) else None)
+        if value is not None:
+            if flag == "-pm":
+                return _set_persistence(n, gpus, value.upper())
+            return _set_app_clocks(n, gpus, value)
+    if args in (["-rac"], ["--reset-applications-clocks"]):
+        return _set_app_clocks(n, gpus, None)
     if not args:
         _summary(n)
     elif args[0] == "topo" and ("-m" in args or "--matrix" in args):

@@ -78,8 +78,8 @@ def test_sku_option_applies_to_hosts_without_a_sku_file(run_cli, tmp_path):
     (["--offline", "{tmp}/absent"], "no such directory"),
     (["--offline", "{tmp}"], "has no host directories"),
     (["--offline", "{tmp}", "--sku", "h100"], "unknown SKU 'h100'"),
-    ([], "give --offline DIR"),
-    (["prod-cluster"], "needs `provision up` state"),
+    ([], "give a CLUSTER to collect from and verify, or --offline DIR"),
+    (["prod-cluster"], "no cluster named 'prod-cluster'"),
 ])
 def test_unusable_input_exits_2_with_a_clear_message(run_cli, tmp_path, args, message):
     proc = run_cli("verify", *[a.format(tmp=tmp_path) for a in args])
