@@ -218,6 +218,7 @@ def run_playbook(
     progress: Progress | None = None,
     settings: dict[str, str] | None = None,
     playbooks: Path | None = None,
+    cmdline: str | None = None,
 ) -> ConvergeResult:
     """Run ``playbook`` (relative to playbooks/) against ``inventory``; artifacts in run_dir."""
     import ansible_runner  # imported here: heavy, and only `up`/`verify` need it
@@ -246,6 +247,7 @@ def run_playbook(
         suppress_env_files=True,
         artifact_dir=str(run_dir / "artifacts"),
         timeout=None,
+        cmdline=cmdline,
     )
     stats = runner.stats or {}
     hosts = dict(collector.hosts)

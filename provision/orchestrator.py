@@ -104,7 +104,7 @@ def _local_cluster_vars(cluster: str) -> dict[str, Any]:
     }
 
 
-def _node_specs(loaded: LoadedPlan):
+def local_node_specs(loaded: LoadedPlan):
     from provision.backends.local import cluster_spec_nodes
 
     local = loaded.plan.local
@@ -138,12 +138,19 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     state.target = name
     write_private(state.plan_file, loaded.path.read_text())
     access = ssh_access(loaded, state, name)
-    spec = _cluster_spec(loaded, access, outcome)
+    spec = cluster_spec_for(loaded, access, outcome)
     backend = backend_for(name, state)
     before = {n.name for n in state.nodes}
     ui.step(f"nodes: making {len(spec.nodes)} {name} node(s) exist")
     records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
     state.nodes = records
+    from provision.billing import node_price, track
+
+    track(state, records, node_price(outcome, len(records)))
+    if outcome is not None and outcome.choice is not None:
+        from provision.diff import choice_key
+
+        state.extra["choice"] = choice_key(outcome.choice)
     state.record_stage("nodes", count=len(records))
 
     inv_dir = (inventories / loaded.plan.name).resolve()
@@ -161,16 +168,30 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
 
 
 def converge(prepared: Prepared, ui: Ui, *, playbook: str = "site.yml",
-             settings: dict[str, str] | None = None) -> ConvergeResult:
-    """Run a playbook over the prepared cluster and record the result in its state."""
+             settings: dict[str, str] | None = None,
+             limit: list[str] | None = None) -> ConvergeResult:
+    """Run a playbook over the prepared cluster (or the ``limit`` nodes) and record it."""
     state = prepared.state
-    ui.step(f"converge: {playbook}")
+    ui.step(f"converge: {playbook}" + (f" on {', '.join(limit)}" if limit else ""))
     result = run_playbook(playbook, prepared.hosts_file, state.new_run_dir("converge"),
-                          nodes=len(prepared.records), fact_cache=state.directory / "facts",
-                          progress=ui.progress, settings=settings)
-    state.record_stage("converge", **result.to_json())
+                          nodes=len(limit or prepared.records),
+                          fact_cache=state.directory / "facts", progress=ui.progress,
+                          settings=settings, limit=limit)
+    if playbook == "site.yml":
+        _merge_converge_record(state, result, limit)
     state.log(f"converge {result.status} rc={result.rc} in {result.seconds:.0f} s")
     return result
+
+
+def _merge_converge_record(state: ClusterState, result: ConvergeResult,
+                           limit: list[str] | None) -> None:
+    """A limited run updates its hosts' results and keeps the others' last ones."""
+    record = result.to_json()
+    if limit:
+        previous = state.stages.get("converge", {}).get("hosts", {})
+        record["hosts"] = {**{h: v for h, v in previous.items() if h not in limit},
+                           **record["hosts"]}
+    state.record_stage("converge", **record)
 
 
 def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
@@ -192,7 +213,7 @@ def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
                         prepared.inventory_dir, result, time.monotonic() - started,
                         prepared.created)
         if not result.ok:
-            raise RunFailed(_failure_text(result), done)
+            raise RunFailed(converge_failure_text(result), done)
         settings = loaded.plan.verify
         if settings.enabled:
             from provision.verify_live import failure_text, verify_cluster
@@ -206,7 +227,26 @@ def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
                                          and done.verify.report.status == "warn")
             if bad:
                 raise RunFailed(failure_text(done.verify), done)
+        if loaded.plan.job is not None:
+            run_job(prepared, ui)
     return done
+
+
+def run_job(prepared: Prepared, ui: Ui, *, restart: bool = False) -> None:
+    """Start the plan's job on the head node unless it runs (or restart it)."""
+    job = prepared.loaded.plan.job
+    if job is None:
+        return
+    ui.step("job: restarting" if restart else "job: making sure it runs")
+    state = prepared.state
+    result = run_playbook("job.yml", prepared.hosts_file, state.new_run_dir("job"),
+                          nodes=len(prepared.records), fact_cache=state.directory / "facts",
+                          progress=ui.progress,
+                          extravars={"job_command": job.command, "job_workdir": job.workdir,
+                                     "job_log": job.log, "job_restart": restart})
+    state.record_stage("job", status=result.status, restart=restart)
+    if not result.ok:
+        raise RunFailed(converge_failure_text(result))
 
 
 def _target_of(loaded: LoadedPlan, outcome) -> str:
@@ -215,9 +255,9 @@ def _target_of(loaded: LoadedPlan, outcome) -> str:
     return target_of(loaded, outcome)
 
 
-def _cluster_spec(loaded: LoadedPlan, access, outcome) -> ClusterSpec:
+def cluster_spec_for(loaded: LoadedPlan, access, outcome) -> ClusterSpec:
     if loaded.plan.target == "local":
-        return ClusterSpec(cluster=loaded.plan.name, nodes=_node_specs(loaded), ssh=access,
+        return ClusterSpec(cluster=loaded.plan.name, nodes=local_node_specs(loaded), ssh=access,
                            settings=loaded.plan.local)
     from provision.backends.specs import cluster_spec
 
@@ -233,7 +273,7 @@ def _operator_cidr(access) -> str:
     return f"{detect_public_ip()}/32"
 
 
-def _failure_text(result: ConvergeResult) -> str:
+def converge_failure_text(result: ConvergeResult) -> str:
     lines = [f"converge failed on {len(result.failed_hosts)} node(s): "
              f"{', '.join(result.failed_hosts)} (the other nodes finished; run `provision up` "
              "again to retry — lost nodes are recreated)"]
@@ -282,10 +322,14 @@ def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
             "state": live[n.name].labels.get("state", "running") if n.name in live else "lost",
             "converge": hosts.get(n.name, {}).get("status", "never"),
         })
+    from provision.billing import price_per_hour, spent_usd
+
     return {
         "cluster": cluster,
         "target": state.target,
         "updated": state.updated,
+        "price_per_hour": round(price_per_hour(state), 4),
+        "spent_usd": round(spent_usd(state), 2),
         "nodes": nodes,
         "last_converge": {"at": converge.get("at"), "status": converge.get("status"),
                           "rc": converge.get("rc")} if converge else None,

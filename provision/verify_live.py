@@ -37,9 +37,11 @@ def measured_nodes(state: ClusterState) -> list[str]:
 
 def verify_cluster(state: ClusterState, hosts_file: Path, settings: VerifySettings, *,
                    level: str | None = None, expected_driver: str | None = None,
-                   progress: Progress | None = None) -> VerifyRun:
-    """Collect and analyze; the report is also saved as verify-report.json in the run."""
-    nodes = measured_nodes(state)
+                   progress: Progress | None = None,
+                   limit: list[str] | None = None) -> VerifyRun:
+    """Collect and analyze (all accelerator nodes, or those in ``limit``); the report is also
+    saved as verify-report.json in the run."""
+    nodes = [n for n in measured_nodes(state) if limit is None or n in limit]
     if not nodes:
         return VerifyRun(None, None, None)
     level = level or settings.level
@@ -49,7 +51,7 @@ def verify_cluster(state: ClusterState, hosts_file: Path, settings: VerifySettin
     tpu_check = Path(__file__).resolve().parent / "verify" / "tpu_check.py"
     collect = run_playbook(
         "verify.yml", hosts_file, run_dir, nodes=len(nodes),
-        fact_cache=state.directory / "facts", progress=progress,
+        fact_cache=state.directory / "facts", progress=progress, limit=limit,
         extravars={"verify_collect_level": level,
                    "verify_collect_artifacts_dir": str(artifacts),
                    "verify_collect_timeout": settings.timeout_seconds,

@@ -61,7 +61,8 @@ def _root(
 def plan(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan.yaml to size.")],
     output: Annotated[
-        Output, typer.Option("--output", "-o", help="table for people, json for machines, "
+        Output, typer.Option("--output", "--format", "-o",
+                             help="table for people, json for machines, "
                              "markdown for pull-request comments.")
     ] = Output.table,
     catalog: CatalogOpt = None,
@@ -137,6 +138,7 @@ def models() -> None:
 from provision.cli import (  # noqa: E402
     catalog_cmd,  # noqa: F401  (catalog, catalog refresh)
     cluster_cmds,  # noqa: F401  (up, down, status, image)
+    day2_cmds,  # noqa: F401  (recover, watch, diff)
     preview_cmd,  # noqa: F401
     verify_cmd,  # noqa: F401
 )

@@ -40,7 +40,7 @@ def catalog_cmd(
     min_gpus: Annotated[int | None, typer.Option(help="At least this many GPUs per node.")]
     = None,
     catalog: CatalogOpt = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    output: Annotated[Output, typer.Option("--output", "--format", "-o")] = Output.table,
     limit: Annotated[int, typer.Option(help="Rows to show (cheapest first); 0 for all.")] = 40,
 ) -> None:
     """List offerings (cheapest per hour first), e.g. `provision catalog --gpu H100 --spot`.

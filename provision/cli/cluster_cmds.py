@@ -28,8 +28,13 @@ def up(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan.yaml to bring up.")],
     state_dir: StateDir = None,
     inventories: Inventories = Path("inventories"),
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    output: Annotated[Output, typer.Option("--output", "--format", "-o")] = Output.table,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Never ask (CI/GitOps).")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Afterwards keep the cluster at its goal (see `provision watch`).")]
+    = False,
+    interval: Annotated[float, typer.Option(help="With --watch: seconds between checks.",
+                                            min=1)] = 30.0,
 ) -> None:
     """Create the plan's nodes, render the inventory and converge them with Ansible.
 
@@ -44,10 +49,17 @@ def up(
         with ui() as u:
             result = do_up(plan_file, u, state_root=state_dir, inventories=inventories)
     except RunFailed as exc:
-        if exc.result is not None:
+        if exc.result is not None and hasattr(exc.result, "converge"):
             _render_up(exc.result, output)
         raise
     _render_up(result, output)
+    if watch:
+        from provision.watch import watch as do_watch
+
+        with ui() as u:
+            ended = do_watch(result.cluster, u, interval=interval, state_root=state_dir,
+                             inventories=inventories)
+        typer.echo(f"watch ended: {ended.stopped_because or 'time is up'}", err=True)
 
 
 def _render_up(result, output: Output) -> None:
@@ -117,7 +129,7 @@ def status(
     cluster: Annotated[str | None, typer.Argument(help="Cluster name or plan.yaml; "
                                                   "omit to list clusters.")] = None,
     state_dir: StateDir = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    output: Annotated[Output, typer.Option("--output", "--format", "-o")] = Output.table,
 ) -> None:
     """Nodes, addresses, live state and the last converge result per host."""
     from rich.table import Table

@@ -21,6 +21,7 @@ from provision.cli.app import CatalogOpt, app
 class PreviewOutput(StrEnum):
     table = "table"
     json = "json"
+    markdown = "markdown"
 
 
 INLINE_WIDTH = 110  # characters of inputs shown per resource in the table view
@@ -33,7 +34,8 @@ def preview(
         "--offline", help="Run the stack program under Pulumi's mock engine: no Pulumi CLI, "
         "plugins or credentials needed.")] = False,
     output: Annotated[PreviewOutput, typer.Option(
-        "--output", "-o", help="table for people; json: [{type, name, inputs}].")]
+        "--output", "--format", "-o", help="table for people; json: [{type, name, inputs}]; "
+        "markdown for pull-request comments.")]
     = PreviewOutput.table,
     catalog: CatalogOpt = None,
     state_dir: Annotated[Path | None, typer.Option(
@@ -104,6 +106,9 @@ def _render(resources: list[Any], output: PreviewOutput, headline: str) -> None:
     if output is PreviewOutput.json:
         typer.echo(json.dumps([r.to_json() for r in resources], indent=2, sort_keys=True))
         return
+    if output is PreviewOutput.markdown:
+        typer.echo(preview_markdown(resources, headline), nl=False)
+        return
     from rich.table import Table
 
     from provision.cli.console import out_console
@@ -116,6 +121,18 @@ def _render(resources: list[Any], output: PreviewOutput, headline: str) -> None:
     con.print(f"{len(resources)} resources (offline preview: ids and addresses are known "
               "after apply; `--output json` shows every input)")
 
+
+
+def preview_markdown(resources: list[Any], headline: str) -> str:
+    """A pull-request comment: one row per resource, inputs abbreviated."""
+    lines = [f"### provision preview: {headline}", "", "| type | name | inputs |",
+             "|---|---|---|"]
+    for r in resources:
+        inputs = _inline(r.inputs).replace("|", "\\|")
+        lines.append(f"| `{r.type}` | {r.name} | {inputs} |")
+    lines += ["", f"{len(resources)} resources (offline preview: ids and addresses are "
+              "known after apply)."]
+    return "\n".join(lines) + "\n"
 
 
 def render_host_plan(loaded: Any, output: str, alternatives: int = 0) -> None:

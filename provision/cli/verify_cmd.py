@@ -38,7 +38,7 @@ def verify(
         "single-node NCCL, DCGM r2. full: + multi-node NCCL, InfiniBand, DCGM r3. "
         "Default: the plan's verify.level (standard).")] = None,
     output: Annotated[Output, typer.Option(
-        "--output", "-o", help="table for people, json for machines, markdown for "
+        "--output", "--format", "-o", help="table for people, json for machines, markdown for "
         "pull-request comments and CI summaries.")] = Output.table,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 on warnings too, not only on failures.")] = False,

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from provision.plan.cloud import AwsTarget, BaremetalTarget, GcpTarget
+from provision.plan.job import JobSettings
 from provision.plan.models import lookup_model, model_names
 from provision.plan.schema_base import StrictModel, close_matches
 from provision.plan.software import Software
@@ -241,6 +242,9 @@ class Plan(StrictModel):
     )
     verify: VerifySettings = Field(
         default_factory=VerifySettings, description="How `provision up` verifies the nodes."
+    )
+    job: JobSettings | None = Field(
+        None, description="The workload's command, kept running on the head node."
     )
     catalog: list[str] = Field(
         default_factory=list,

@@ -1,4 +1,5 @@
-"""End to end on the local target: up → rerun (no changes) → node loss mid-run → up → down.
+"""End to end on the local target: up → rerun (no changes) → diff → node loss mid-run → up →
+recover a lost node → down.
 
 Real podman nodes, real SSH, real ansible-runner, the real playbooks; the CLI through its
 installed entry point. Takes a few minutes.
@@ -36,7 +37,8 @@ def node_exec(node: str, command: str) -> subprocess.CompletedProcess[str]:
 def cluster_env(tmp_path: Path, node_image: str):
     remove_cluster_objects(CLUSTER)
     plan = tmp_path / "local.yaml"
-    plan.write_text(f"name: {CLUSTER}\ntarget: local\nlocal:\n  nodes: 3\n")
+    plan.write_text(f"name: {CLUSTER}\ntarget: local\nlocal:\n  nodes: 3\n"
+                    "job:\n  command: while true; do hostname >> /shared/job.out; sleep 1; done\n")
     env = {**os.environ, "PROVISION_STATE_DIR": str(tmp_path / "state"),
            "PROVISION_INVENTORIES": str(tmp_path / "inventories"), "CI": "true",
            "NO_COLOR": "1"}
@@ -102,6 +104,19 @@ def test_up_rerun_loss_up_down(cluster_env):
     assert [n["instance_id"] for n in rerun["nodes"]] == [
         n["instance_id"] for n in result["nodes"]]  # no twins, same containers
 
+    # `diff` against the converged cluster: nothing to create, and check mode changes nothing
+    same = run(env, "diff", str(plan), "-o", "json")
+    assert same.returncode == 0, same.stdout + same.stderr[-2000:]
+    assert json.loads(same.stdout)["changes"] is False
+    bigger = tmp / "bigger.yaml"
+    bigger.write_text(plan.read_text().replace("nodes: 3", "nodes: 4"))
+    grow = run(env, "diff", str(bigger), "-o", "json", "--no-software")
+    assert grow.returncode == 1
+    assert json.loads(grow.stdout)["infrastructure"]["create"] == [f"{CLUSTER}-4"]
+
+    # the plan's job runs on the head node and writes into the shared directory
+    assert node_exec(head, "test -s /shared/job.out").returncode == 0
+
     # 3. a node dies in the middle of a run; a second run is refused while this one holds
     #    the lock; the others finish; the failure names the node
     proc = subprocess.Popen([*provision_cmd(), "up", str(plan)], stdout=subprocess.PIPE,
@@ -133,7 +148,26 @@ def test_up_rerun_loss_up_down(cluster_env):
     assert f"creating node {lost}" in again.stderr
     assert node_exec(lost, "cat /shared/probe").stdout.strip() == "shared-ok"
 
-    # 5. down: nothing of the cluster is left
+    # 5. a node is lost between runs: `recover` replaces only it and restarts the job
+    before_ids = {n["name"]: n["instance_id"] for n in json.loads(again.stdout)["nodes"]}
+    subprocess.run(["podman", "rm", "-f", "-t", "0", names[2]], capture_output=True,
+                   env=podman.env(), check=True)
+    rec = run(env, "recover", CLUSTER, "-o", "json")
+    assert rec.returncode == 0, rec.stderr[-3000:]
+    recovered = json.loads(rec.stdout)
+    assert recovered["lost"] == [names[2]] and recovered["replaced"] == [names[2]]
+    assert recovered["seconds"] > 0
+    status_after = json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)
+    assert all(n["state"] == "running" for n in status_after["nodes"])
+    after = json.loads((state_dir / "state.json").read_text())["nodes"]
+    for n in after:
+        if n["name"] != names[2]:
+            assert n["instance_id"] == before_ids[n["name"]]  # the others were left alone
+    assert node_exec(names[2], "cat /shared/probe").stdout.strip() == "shared-ok"
+    starts = node_exec(head, "grep -c 'provision job start' /shared/provision-job.log")
+    assert int(starts.stdout.strip()) >= 2  # started by up, restarted by recover
+
+    # 6. down: nothing of the cluster is left
     before = sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
                 "--format", "{{.Names}}").split()
     assert sorted(before) == names

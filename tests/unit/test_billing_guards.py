@@ -1,0 +1,79 @@
+"""Spend tracking and the watch loop's guards (budget, time to live, idle)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from provision.backends.base import NodeRecord
+from provision.billing import price_per_hour, spent_usd, track
+from provision.lifecycle_guards import lifecycle_reason, seconds
+from provision.state import ClusterState
+from provision.watch import guard
+
+
+def node(name: str, instance: str) -> NodeRecord:
+    return NodeRecord(name=name, address="10.0.0.1", ssh_user="root", sku="h100-sxm-80gb",
+                      provider="aws", instance_id=instance)
+
+
+def state_with_plan(tmp_path: Path, plan: str) -> ClusterState:
+    state = ClusterState.open("c1", tmp_path)
+    state.plan_file.parent.mkdir(parents=True, exist_ok=True)
+    state.plan_file.write_text(plan)
+    state.save()
+    return state
+
+
+def backdate(state: ClusterState, hours: float) -> None:
+    for n in state.extra["billing"]["nodes"].values():
+        n["at"] = (datetime.fromisoformat(n["at"]) - timedelta(hours=hours)).isoformat()
+
+
+def test_spend_counts_node_hours_and_keeps_replaced_nodes(tmp_path):
+    state = ClusterState.open("c1", tmp_path)
+    track(state, [node("c1-1", "i-1"), node("c1-2", "i-2")], 10.0)
+    assert price_per_hour(state) == 20.0
+    backdate(state, 2.0)
+    assert spent_usd(state) == pytest.approx(40.0, rel=1e-3)
+    track(state, [node("c1-1", "i-1"), node("c1-2", "i-9")], 10.0)  # c1-2 was replaced
+    backdate(state, 1.0)
+    # c1-1: 3 h; the old c1-2: 2 h (closed); the new c1-2: 1 h
+    assert spent_usd(state) == pytest.approx(60.0, rel=1e-3)
+
+
+def test_budget_guard_fires_once_the_spend_reaches_it(tmp_path):
+    plan = ("name: c1\nworkload:\n  kind: training\n  model: llama-3-8b\n  tokens_b: 1\n"
+            "constraints:\n  budget_usd: 50\n")
+    state = state_with_plan(tmp_path, plan)
+    track(state, [node("c1-1", "i-1")], 10.0)
+    assert guard(state) is None
+    backdate(state, 6.0)
+    assert guard(state).startswith("budget reached: $60.00 spent of constraints.budget_usd")
+
+
+@pytest.mark.parametrize(("text", "value"), [("90m", 5400), ("8h", 28800), ("2d", 172800),
+                                             ("45", 2700), (30, 30.0), ("1.5h", 5400)])
+def test_durations(text, value):
+    assert seconds(text) == value
+
+
+def test_bad_duration():
+    with pytest.raises(ValueError, match="not a duration"):
+        seconds("soon")
+
+
+def test_ttl_guard(tmp_path):
+    class Life:
+        ttl = "1h"
+        idle_minutes = None
+
+    class Plan:
+        lifecycle = Life()
+
+    state = ClusterState.open("c1", tmp_path)
+    assert lifecycle_reason(state, Plan()) is None
+    state.created = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    assert lifecycle_reason(state, Plan()).startswith("lifecycle.ttl reached: up for 2.00 h")
