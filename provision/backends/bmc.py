@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from provision.backends.base import Event
+from provision.backends.reachability import ssh_answers
 from provision.errors import ProvisionError
 from provision.state import wait_for
 
@@ -119,16 +119,6 @@ def connect(ref: BmcRef) -> BmcClient:
         raise BmcError(f"the {ref.protocol} client needs the 'baremetal' extra: pip install "
                        f"'provision[baremetal]' ({exc.name} is missing)") from None
     return client_cls(ref, ref.password())
-
-
-def ssh_answers(address: str, port: int, timeout: float = 2.0) -> bool:
-    """True when an SSH server sends its banner (an open port alone can precede sshd)."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ can mount the cluster's shared directory over SSHFS (this machine's kernel has n
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from provision.backends import node_image, podman
 from provision.backends.base import ClusterSpec, DestroyReport, Event, NodeRecord, NodeSpec
+from provision.backends.reachability import ssh_answers
 from provision.errors import ProvisionError
 from provision.state import wait_for
 
@@ -31,16 +31,6 @@ def network_name(cluster: str) -> str:
 
 def node_names(cluster: str, count: int) -> list[str]:
     return [f"{cluster}-{i}" for i in range(1, count + 1)]
-
-
-def ssh_ready(address: str, port: int = 22, timeout: float = 2.0) -> bool:
-    """True when an SSH server answers with its banner (TCP alone can precede sshd)."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 class LocalBackend:
@@ -83,7 +73,7 @@ class LocalBackend:
         if missing:
             raise ProvisionError(f"nodes did not start: {', '.join(missing)}")
         for r in records:
-            if not wait_for(lambda r=r: ssh_ready(r.address, r.ssh_port), SSH_WAIT_SECONDS, 0.3):
+            if not wait_for(lambda r=r: ssh_answers(r.address, r.ssh_port), SSH_WAIT_SECONDS, 0.3):
                 raise ProvisionError(f"node {r.name} ({r.address}) did not answer on SSH within "
                                      f"{SSH_WAIT_SECONDS} s; see `podman logs {r.name}`")
         return records

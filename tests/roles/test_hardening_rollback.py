@@ -8,26 +8,17 @@ rollback window the node answers SSH again with the previous ruleset restored.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 from provision.backends import podman
+from provision.backends.reachability import ssh_answers
 from provision.converge import playbooks_dir
 
 NODE = "provision-rollback-test"
 NETWORK = "provision-rollback-test"
-
-
-def banner(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=2) as s:
-            s.settimeout(2)
-            return s.recv(8).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def test_a_lockout_ruleset_rolls_back(node_image: str, tmp_path: Path) -> None:
@@ -41,9 +32,9 @@ def test_a_lockout_ruleset_rolls_back(node_image: str, tmp_path: Path) -> None:
         address = podman.address_on(podman.inspect(NODE), NETWORK)
         assert address
         deadline = time.monotonic() + 30
-        while not banner(address) and time.monotonic() < deadline:
+        while not ssh_answers(address) and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert banner(address)
+        assert ssh_answers(address)
 
         (tmp_path / "hosts.yml").write_text(textwrap.dedent(f"""
             all:
@@ -71,12 +62,12 @@ def test_a_lockout_ruleset_rolls_back(node_image: str, tmp_path: Path) -> None:
                               env=run_env, timeout=300)
         assert proc.returncode != 0, proc.stdout[-2000:]
         assert "Prove a new SSH connection from the operator gets through" in proc.stdout
-        assert not banner(address)  # locked out right now ...
+        assert not ssh_answers(address)  # locked out right now ...
 
         deadline = time.monotonic() + 30
-        while not banner(address) and time.monotonic() < deadline:
+        while not ssh_answers(address) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert banner(address), "the ruleset did not roll back"  # ... and back by itself
+        assert ssh_answers(address), "the ruleset did not roll back"  # ... and back by itself
         rules = subprocess.run(["podman", "exec", NODE, "nft", "list", "ruleset"],
                                capture_output=True, text=True, env=env).stdout
         assert "provision_filter" not in rules

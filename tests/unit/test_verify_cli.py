@@ -7,17 +7,8 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "verify"
-HEALTHY = {
-    "nvidia-smi-query.csv": "query-gpu-h100.csv",
-    "nvidia-smi-topo.txt": "topo-h100-tty.txt",
-    "nvidia-smi-nvlink.txt": "nvlink-h100.txt",
-    "remap.csv": "remap-h100.csv",
-    "xid.txt": None,
-    "dcgmi-diag.json": "dcgm-diag-r2-dcgm4-pass.json",
-    "nvbandwidth.txt": "nvbandwidth-h100.txt",
-    "nccl-all_reduce.txt": "nccl-all_reduce-h100.txt",
-}
+from tests.unit.test_verify_judge import FIXTURES
+from tests.unit.test_verify_judge import H100_HEALTHY as HEALTHY
 
 
 def host(run: Path, name: str, sku: str | None = "h100-sxm-80gb", **replace: str) -> Path:
