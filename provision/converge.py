@@ -249,6 +249,8 @@ def run_playbook(
         timeout=None,
         cmdline=cmdline,
     )
+    if runner.status == "canceled":  # ansible-runner took the Ctrl-C; pass it on
+        raise KeyboardInterrupt
     stats = runner.stats or {}
     hosts = dict(collector.hosts)
     for host in set().union(*[set(stats.get(k) or {}) for k in

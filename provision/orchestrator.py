@@ -274,6 +274,9 @@ def _operator_cidr(access) -> str:
 
 
 def converge_failure_text(result: ConvergeResult) -> str:
+    if not result.failures:
+        return (f"{result.playbook} ended {result.status} (rc {result.rc}) without a failed "
+                f"task; see the run's artifacts: {result.artifacts}")
     lines = [f"converge failed on {len(result.failed_hosts)} node(s): "
              f"{', '.join(result.failed_hosts)} (the other nodes finished; run `provision up` "
              "again to retry — lost nodes are recreated)"]

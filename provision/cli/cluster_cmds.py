@@ -91,6 +91,7 @@ def down(
     inventories: Inventories = Path("inventories"),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
     = False,
+    output: Annotated[Output, typer.Option("--output", "--format", "-o")] = Output.table,
 ) -> None:
     """Remove everything the cluster created (nodes, networks, volumes), then its inventory
     and state, and say what, if anything, could not be removed (exit 1)."""
@@ -108,11 +109,16 @@ def down(
     with ui() as u:
         report = do_down(name, u, state_root=state_dir, inventories=inventories)
     con = out_console()
-    for item in report.removed:
-        con.print(f"removed {item}")
+    if output == Output.json:
+        con.print_json(json.dumps({"cluster": name, "removed": report.removed,
+                                   "leftovers": report.leftovers}))
+    else:
+        for item in report.removed:
+            con.print(f"removed {item}")
     if report.leftovers:
         raise ProvisionError("could not remove: " + ", ".join(report.leftovers))
-    con.print(f"cluster [bold]{name}[/] is gone")
+    if output != Output.json:
+        con.print(f"cluster [bold]{name}[/] is gone")
 
 
 def _cluster_name(arg: str) -> str:

@@ -64,7 +64,19 @@ class _LiveView:
 
 @contextlib.contextmanager
 def ui() -> Iterator[Ui]:
-    """A Ui for the orchestrator: live on a terminal, plain lines in CI and pipes."""
+    """A Ui for the orchestrator: live on a terminal, plain lines in CI and pipes. Ctrl-C is
+    acknowledged here (the CLI framework would end the process silently)."""
+    try:
+        with _ui() as u:
+            yield u
+    except KeyboardInterrupt:
+        print("interrupted; state is saved, rerun the command to resume", file=sys.stderr,
+              flush=True)
+        raise
+
+
+@contextlib.contextmanager
+def _ui() -> Iterator[Ui]:
     con = err_console()
     if _plain() or not sys.stderr.isatty():
         yield Ui(step=lambda m: print(f"• {m}", file=sys.stderr, flush=True),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -142,10 +143,25 @@ def test_up_rerun_loss_up_down(cluster_env):
     assert json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)["nodes"][1]["state"] \
         == "lost"
 
+    # Ctrl-C in the middle of a run: exit 130, and the state stays readable
+    proc = subprocess.Popen([*provision_cmd(), "up", str(plan)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "PLAY Base" in line or time.monotonic() > deadline + 300:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; state is saved" in err
+    json.loads((state_dir / "state.json").read_text())
+
     # 4. up again: the lost node is recreated and the cluster converges
     again = run(env, "up", str(plan), "-o", "json")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"creating node {lost}" in again.stderr
+    healed = json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)["nodes"]
+    assert [(n["state"], n["converge"]) for n in healed if n["name"] == lost] == [
+        ("running", "changed")]  # recreated (by the interrupted run) and converged now
     assert node_exec(lost, "cat /shared/probe").stdout.strip() == "shared-ok"
 
     # 5. a node is lost between runs: `recover` replaces only it and restarts the job
@@ -171,8 +187,11 @@ def test_up_rerun_loss_up_down(cluster_env):
     before = sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
                 "--format", "{{.Names}}").split()
     assert sorted(before) == names
-    gone = run(env, "down", CLUSTER, "--yes")
+    gone = run(env, "down", CLUSTER, "--yes", "-o", "json")
     assert gone.returncode == 0, gone.stderr
+    report = json.loads(gone.stdout)
+    assert report["leftovers"] == []
+    assert {f"container {n}" for n in names} <= set(report["removed"])
     assert sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
               "--format", "{{.Names}}").split() == []
     assert f"provision-{CLUSTER}" not in sh("podman", "network", "ls", "--format",
