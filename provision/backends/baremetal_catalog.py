@@ -67,24 +67,24 @@ def host_hardware(target: BaremetalTarget) -> HostHardware:
     return out
 
 
-def pinned_plan(loaded: LoadedPlan, hw: HostHardware) -> LoadedPlan:
-    """The plan pinned to these hosts' hardware, with at most as many nodes as there are
-    hosts: the optimizer then says how many of them the workload needs, or why they are not
-    enough."""
-    o = hw.offering
-    assert o is not None
+def pinned_plan(loaded: LoadedPlan, offering: Offering, max_nodes: int) -> LoadedPlan:
+    """The plan pinned to fixed hardware (bare-metal hosts, local nodes), with at most
+    ``max_nodes`` nodes: the optimizer then says how many of them the workload needs, or why
+    they are not enough."""
+    o = offering
     plan = loaded.plan
-    pins = Resources(gpu=o.gpu, gpus_per_node=o.gpu_count, provider="baremetal",
+    pins = Resources(gpu=o.gpu, gpus_per_node=o.gpu_count, provider=o.provider,
                      instance_type=o.instance_type)
     constraints = plan.constraints.model_copy(update={
         "clouds": None, "regions": None, "gpus": None, "spot": "never",
-        "max_nodes": len(hw.hosts)})
+        "max_nodes": max_nodes})
     return LoadedPlan(plan.model_copy(update={"resources": pins, "constraints": constraints}),
                       loaded.source)
 
 
-def host_catalog(hw: HostHardware) -> Catalog:
-    return Catalog(gpus=gpu_table(), offerings=[hw.offering] if hw.offering else [])
+def fixed_catalog(offering: Offering | None) -> Catalog:
+    """A catalog of exactly the fixed hardware a plan names."""
+    return Catalog(gpus=gpu_table(), offerings=[offering] if offering else [])
 
 
 def host_view(loaded: LoadedPlan) -> dict[str, Any]:

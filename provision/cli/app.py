@@ -88,6 +88,11 @@ def plan(
 
         render_host_plan(loaded, output.value)
         return
+    if loaded.plan.target == "local":  # podman nodes on this machine: nothing to rent
+        from provision.cli.render_local import render_local_plan
+
+        render_local_plan(loaded, output.value, alternatives)
+        return
     try:
         outcome = make_plan(loaded, extra_catalogs=catalog or ())
     except NothingFits as exc:

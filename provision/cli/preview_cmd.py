@@ -142,7 +142,7 @@ def render_host_plan(loaded: Any, output: str, alternatives: int = 0) -> None:
     from rich.table import Table
 
     from provision.backends.baremetal_catalog import (
-        host_catalog,
+        fixed_catalog,
         host_hardware,
         host_view,
         pinned_plan,
@@ -157,7 +157,8 @@ def render_host_plan(loaded: Any, output: str, alternatives: int = 0) -> None:
     outcome, code = None, 0
     if hw.offering is not None:
         try:
-            outcome = make_plan(pinned_plan(loaded, hw), host_catalog(hw))
+            outcome = make_plan(pinned_plan(loaded, hw.offering, len(hw.hosts)),
+                                fixed_catalog(hw.offering))
         except NothingFits as exc:
             outcome, code = exc.result, exc.exit_code
             # the node limit is the host list here, not a constraint to raise

@@ -194,3 +194,17 @@ def test_models_and_help(run_cli):
     assert run_cli("plan", "--help", check=True).stdout.count("--output") >= 1
     assert run_cli("--version", check=True).stdout.startswith("provision ")
     assert run_cli("no-such-command").returncode == 2
+
+
+def test_local_plan_shows_its_nodes_and_sizes_a_workload_on_simulated_gpus(run_cli, tmp_path):
+    cpu = json.loads(run_cli("plan", str(EXAMPLES / "local.yaml"), "-o", "json",
+                             check=True).stdout)
+    assert cpu["target"] == "local" and [n["sku"] for n in cpu["nodes"]] == ["cpu"] * 3
+    assert cpu["choice"] is None  # nothing is rented for a local cluster
+    plan = tmp_path / "lg.yaml"
+    plan.write_text("name: lg\ntarget: local\nlocal:\n  nodes: 2\n  sku: h100-sxm-80gb\n"
+                    "workload:\n  kind: inference\n  model: llama-3-405b\n  context: 8192\n")
+    out = json.loads(run_cli("plan", str(plan), "-o", "json", check=True).stdout)
+    c = out["choice"]
+    assert (c["provider"], c["gpu"], c["gpus_per_node"], c["nodes"], c["price_per_hour"]) == (
+        "local", "H100", 8, 2, 0.0)  # 405B in bf16 needs both simulated 8×H100 nodes
