@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 import threading
 import time
@@ -233,22 +234,25 @@ def run_playbook(
                    else tuned_settings(nodes, fact_cache, control_dir))
     collector = _Collector(progress)
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(run_dir),
-        project_dir=str(playbooks),
-        playbook=playbook,
-        inventory=str(inventory),
-        envvars=envvars,
-        extravars=extravars or {},
-        limit=",".join(limit) if limit else None,
-        forks=int(envvars["ANSIBLE_FORKS"]),
-        event_handler=collector,
-        quiet=True,
-        suppress_env_files=True,
-        artifact_dir=str(run_dir / "artifacts"),
-        timeout=None,
-        cmdline=cmdline,
-    )
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(run_dir),
+            project_dir=str(playbooks),
+            playbook=playbook,
+            inventory=str(inventory),
+            envvars=envvars,
+            extravars=extravars or {},
+            limit=",".join(limit) if limit else None,
+            forks=int(envvars["ANSIBLE_FORKS"]),
+            event_handler=collector,
+            quiet=True,
+            suppress_env_files=True,
+            artifact_dir=str(run_dir / "artifacts"),
+            timeout=None,
+            cmdline=cmdline,
+        )
+    finally:
+        reap_orphans(inventory)
     if runner.status == "canceled":  # ansible-runner took the Ctrl-C; pass it on
         raise KeyboardInterrupt
     stats = runner.stats or {}
@@ -266,6 +270,30 @@ def run_playbook(
         changed_tasks=collector.changed,
         seconds=time.monotonic() - started,
     )
+
+
+def reap_orphans(inventory: Path) -> int:
+    """End ansible-playbook helper processes a run left behind (Mitogen's connection
+    multiplexer outlives an interrupted or killed playbook, reparented to init and holding
+    SSH connections open). Only orphans whose command line names this run's inventory are
+    touched. Returns how many were signalled."""
+    needle = str(inventory).encode()
+    ended = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == 1 and b"ansible-playbook" in cmdline and needle in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGTERM)
+                ended += 1
+            except OSError:
+                pass
+    return ended
 
 
 def plain_progress(stream=sys.stderr) -> Progress:

@@ -47,6 +47,20 @@ def cluster_env(tmp_path: Path, node_image: str):
     remove_cluster_objects(CLUSTER)
 
 
+def orphans(inventory: Path) -> list[int]:
+    """ansible-playbook processes of this cluster's inventory that lost their parent."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == 1 and b"ansible-playbook" in cmd and str(inventory).encode() in cmd:
+            found.append(int(proc.name))
+    return found
+
+
 def run(env, *args, timeout=600):
     return subprocess.run([*provision_cmd(), *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
@@ -155,6 +169,7 @@ def test_up_rerun_loss_up_down(cluster_env):
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted; state is saved" in err
     json.loads((state_dir / "state.json").read_text())
+    assert orphans(hosts) == [], "an interrupted run left ansible processes behind"
 
     # 4. up again: the lost node is recreated and the cluster converges
     again = run(env, "up", str(plan), "-o", "json")
