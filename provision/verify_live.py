@@ -1,10 +1,11 @@
 """Verify a live cluster: collect with the verify playbook, then judge with the analyzer.
 
 Collection runs playbooks/verify.yml (the verify_collect role) over the cluster's inventory;
-the raw outputs land in the run's artifacts (``runs/<id>-verify/artifacts/<host>/``) and the
-pure analyzer (provision.verify.analyze) judges them. A node that could not be collected from
-still gets a host directory holding only its ``sku``, so the report fails it by name instead of
-silently leaving it out.
+the raw outputs land in one directory per host (``runs/<id>-verify/hosts/<host>/``, apart from
+ansible-runner's own ``artifacts/``, which must not be taken for a host) and the pure analyzer
+(provision.verify.analyze) judges them. A node that could not be collected from still gets a
+host directory holding only its ``sku``, so the report fails it by name instead of silently
+leaving it out.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def verify_cluster(state: ClusterState, hosts_file: Path, settings: VerifySettin
         return VerifyRun(None, None, None)
     level = level or settings.level
     run_dir = state.new_run_dir("verify")
-    artifacts = run_dir / "artifacts"
+    artifacts = run_dir / "hosts"
     artifacts.mkdir(mode=0o700)
     tpu_check = Path(__file__).resolve().parent / "verify" / "tpu_check.py"
     collect = run_playbook(

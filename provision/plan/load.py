@@ -205,12 +205,48 @@ def validate(data: Any, source: SourceMap) -> Plan:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
-        located = [_message(err, Plan) for err in exc.errors(include_url=False)]
+        errors = _without_union_noise(exc.errors(include_url=False), data)
+        located = [_message(err, Plan) for err in errors]
         raise InputError(f"{source.path}: invalid plan", _render(located, source)) from None
     problems = cross_check(plan)
     if problems:
         raise InputError(f"{source.path}: invalid plan", _render(problems, source))
     return plan
+
+
+def _union_tag(loc: Loc, data: Any) -> int | None:
+    """Index of the first element of ``loc`` that names a union member (``constrained-int``,
+    ``list[LocalNode]``) rather than a key of the data: one where the data is no mapping."""
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and not isinstance(node, dict):
+            return i
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return None
+
+
+def _without_union_noise(errors: list[dict], data: Any) -> list[dict]:
+    """A value of a union field (``nodes: 3`` or a list of nodes) fails every member; only the
+    member whose shape the value has is worth reporting. Drops the members that merely
+    rejected the value's type when another member got further, and the member names."""
+    tagged: dict[Loc, list[tuple[int, dict]]] = {}
+    plain: list[dict] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        i = _union_tag(loc, data)
+        if i is None:
+            plain.append(err)
+        else:
+            tagged.setdefault(loc[:i], []).append((i, err))
+    for members in tagged.values():
+        deeper = [(i, e) for i, e in members if len(e["loc"]) > i + 1 or
+                  not str(e["type"]).endswith(("_type", "_parsing"))]
+        for i, err in deeper or members[:1]:
+            plain.append({**err, "loc": (*err["loc"][:i], *err["loc"][i + 1:])})
+    return plain
 
 
 def _render(problems: list[tuple[Loc, str]], source: SourceMap) -> list[str]:

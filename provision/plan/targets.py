@@ -11,6 +11,30 @@ from provision.plan.schema_base import StrictModel
 SKU_PATTERN = r"^[a-z0-9][a-z0-9.-]*$"
 
 
+def _local_sku(sku: str | None) -> str | None:
+    """A local node is a plain CPU node or plays a SKU the simulator knows (the verify
+    reference table): anything else would start a node nothing can judge."""
+    if sku is None or sku == "cpu":
+        return sku
+    from provision.verify.reference import load_reference
+
+    known = load_reference().skus
+    if sku not in known:
+        raise ValueError(f"unknown SKU {sku!r}; local nodes are cpu or a simulated SKU: "
+                         f"{', '.join(sorted(known))}")
+    return sku
+
+
+def _local_faults(faults: list[str]) -> list[str]:
+    from provision.simulate.simgpu import FAULTS, TOOLS
+
+    bad = [f for f in faults if f not in FAULTS and not (f.startswith("hang:") and f[5:] in TOOLS)]
+    if bad:
+        raise ValueError(f"unknown fault(s) {', '.join(map(repr, bad))}; known: "
+                         f"{', '.join(sorted(FAULTS))}, hang:<{'|'.join(TOOLS)}>")
+    return faults
+
+
 class LocalNode(StrictModel):
     """One local node when nodes differ (a per-node SKU or injected faults)."""
 
@@ -19,6 +43,16 @@ class LocalNode(StrictModel):
         default_factory=list,
         description="Faults a simulated GPU node injects (e.g. nvlink-down, xid-79).",
     )
+
+    @field_validator("sku")
+    @classmethod
+    def _known_sku(cls, v: str | None) -> str | None:
+        return _local_sku(v)
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, v: list[str]) -> list[str]:
+        return _local_faults(v)
 
 
 class LocalTarget(StrictModel):
@@ -40,6 +74,11 @@ class LocalTarget(StrictModel):
     memory: str | None = Field(
         None, pattern=r"^[0-9]+[kmgKMG]?$", description="Memory limit per node, e.g. 2g."
     )
+
+    @field_validator("sku")
+    @classmethod
+    def _known_sku(cls, v: str) -> str:
+        return _local_sku(v) or "cpu"
 
     @field_validator("nodes")
     @classmethod

@@ -221,3 +221,25 @@ def test_json_schema_describes_the_plan():
     assert {"name", "workload", "resources", "constraints"} <= set(schema["properties"])
     workload = schema["$defs"]["Workload"]
     assert set(workload["properties"]["kind"]["enum"]) == {"inference", "training", "finetune"}
+
+
+def test_local_skus_and_faults_are_checked_before_any_node_exists(tmp_path):
+    msg = errors_of(tmp_path, """
+        name: demo
+        target: local
+        local:
+          sku: h100-sxm-8gb
+          nodes:
+            - {}
+            - {sku: l40s-48gb, faults: [nvlink-dwn]}
+        """)
+    assert "plan.yaml:4:3: local.sku: unknown SKU 'h100-sxm-8gb'; local nodes are cpu or a " \
+           "simulated SKU: a100-sxm-40gb" in msg
+    # a list of nodes is reported as a list: not also as "expected a whole number"
+    assert "local.nodes[1].faults: unknown fault(s) 'nvlink-dwn'; known: dcgm-fail" in msg
+    assert "whole number" not in msg and "constrained-int" not in msg
+
+
+def test_a_union_field_reports_the_shape_it_was_given(tmp_path):
+    msg = errors_of(tmp_path, "name: demo\ntarget: local\nlocal:\n  nodes: 40\n")
+    assert msg.strip().endswith("plan.yaml:4:3: local.nodes: must be at most 32; got 40")
