@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install provision and what it drives on this machine: the Python package (with test tools)
-# and, for the local target, podman, runc, debootstrap and equivs from the distribution.
+# and, for the local target, podman, runc, debootstrap, equivs and gpg (simulated GPU nodes'
+# signed stand-in repository) from the distribution.
 # Re-runnable; installs only what is missing. Needs root (or sudo) for the system packages.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for tool in podman:podman runc:runc debootstrap:debootstrap equivs-build:equivs; do
+for tool in podman:podman runc:runc debootstrap:debootstrap equivs-build:equivs gpg:gpg; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 if ((${#need[@]})); then

@@ -81,8 +81,12 @@ def render_inventory(
     nodes: Sequence[NodeRecord],
     cluster_vars: dict[str, Any],
     sku_to_gpu: dict[str, str],
+    group_vars: dict[str, dict[str, Any]] | None = None,
 ) -> Inventory:
-    """Write hosts.yml and group_vars/all.yml (atomically, 0600) and return the inventory."""
+    """Write hosts.yml and group_vars/all.yml (atomically, 0600) and return the inventory.
+
+    ``group_vars`` adds one file per group (e.g. ``sku_h100_sxm_80gb``: the SKU's software
+    profile as role variables); files of groups no longer given are removed."""
     env = Environment(loader=PackageLoader("provision", "templates"), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     hosts = env.get_template("hosts.yml.j2").render(
@@ -105,4 +109,13 @@ def render_inventory(
     write_private(directory / "hosts.yml", hosts)
     write_private(directory / "group_vars" / "all.yml",
                   header + yaml.safe_dump(all_vars, sort_keys=True, default_flow_style=False))
+    wanted = {f"{g}.yml" for g in group_vars or {}}
+    for old in (directory / "group_vars").glob("*.yml"):
+        if old.name != "all.yml" and old.name not in wanted:
+            old.unlink()
+    for group, values in (group_vars or {}).items():
+        write_private(directory / "group_vars" / f"{group}.yml",
+                      f"# Variables of group {group} in {cluster}, rendered by `provision up` "
+                      "from plan.yaml's software profile.\n"
+                      + yaml.safe_dump(values, sort_keys=True, default_flow_style=False))
     return Inventory(directory)

@@ -45,6 +45,14 @@ def _hardware(sku: str, spec: GpuSpec, provider: str, *, count: int | None = Non
     )
 
 
+def sku_hardware(sku: str, provider: str = "local") -> Hardware:
+    """The hardware of one simulated (or known) node SKU, e.g. h100-sxm-80gb."""
+    spec = _by_sku().get(sku)
+    if spec is None:
+        raise ValueError(f"unknown SKU {sku!r}; known: {', '.join(sorted(_by_sku()))}")
+    return _hardware(sku, spec, provider)
+
+
 def cluster_hardware(loaded: LoadedPlan, outcome: Any | None = None) -> list[Hardware]:
     """One entry per distinct accelerator SKU of the plan's nodes (CPU nodes have none)."""
     plan = loaded.plan
@@ -69,7 +77,9 @@ def cluster_hardware(loaded: LoadedPlan, outcome: Any | None = None) -> list[Har
         o = outcome.choice.offering
         spec = gpu_table().resolve(o.gpu)
         if spec is not None:
-            found[spec.sku] = _hardware(spec.sku, spec, o.provider, count=o.gpu_count,
+            # a multi-host TPU slice is one node per host, each with its share of the chips
+            found[spec.sku] = _hardware(spec.sku, spec, o.provider,
+                                        count=o.gpu_count // max(1, o.hosts),
                                         interconnect=o.interconnect, multi_node=o.multi_node)
     return list(found.values())
 
@@ -96,3 +106,24 @@ def inventory_group_vars(profiles: dict[str, Profile]) -> tuple[dict[str, Any],
     first = next(iter(profiles.values()))
     cluster = {"mpi_flavour": first["mpi"]}
     return cluster, {group_name("sku", sku): p.role_vars() for sku, p in profiles.items()}
+
+
+def software_inventory(loaded: LoadedPlan, outcome: Any | None, target: str,
+                       event: Any = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """What `provision up` needs before creating nodes: the resolved profile as inventory
+    variables (raising InputError, exit 2, when it cannot work), and on the local target the
+    simulated nodes' stand-in repository, built now, with the variables that point the roles
+    at it. Returns (variables for every node, variables per ``sku_<sku>`` group)."""
+    profiles = plan_profiles(loaded, outcome)
+    cluster, groups = inventory_group_vars(profiles)
+    if target == "local" and profiles:
+        from provision.inventory import group_name
+        from provision.simulate import packages
+
+        packages.ensure_repo(packages.Needs.from_profiles(profiles.values()),
+                             event or (lambda m: None))
+        sim = packages.role_vars()
+        groups = {g: {**sim, **v} for g, v in groups.items()}
+        for sku in profiles:
+            groups.setdefault(group_name("sku", sku), dict(sim))
+    return cluster, groups

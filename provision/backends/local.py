@@ -8,6 +8,8 @@ converges them instead of creating twins.
 Containers get their own network namespace (never the host's, so firewall tasks can only touch
 the node), NET_ADMIN for those firewall tasks, and /dev/fuse with SYS_ADMIN so the storage role
 can mount the cluster's shared directory over SSHFS (this machine's kernel has no NFS).
+Nodes of a simulated GPU/TPU SKU (h100-sxm-80gb, ...) also see the stand-in package repository
+read-only and get their simulated hardware description (provision/simulate/node.py).
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ class LocalBackend:
         """Running nodes only: a stopped or vanished container is a lost node."""
         return [r for r in self._records(cluster, "root") if r.labels.get("state") == "running"]
 
+    def stop(self, cluster: str, event: Event) -> None:
+        """Stop every node's container (kept, with its filesystem); `apply` starts them."""
+        for c in podman.containers(f"{LABEL}={cluster}"):
+            if c.get("State") == "running":
+                event(f"stopping node {c['Names'][0]}")
+                podman.run("stop", "-t", "5", c["Names"][0])
+
     def destroy(self, cluster: str, event: Event) -> DestroyReport:
         report = DestroyReport()
         for c in podman.containers(f"{LABEL}={cluster}"):
@@ -135,7 +144,17 @@ class LocalBackend:
             args += ["--cpus", str(s.cpus)]
         if s is not None and s.memory:
             args += ["--memory", s.memory]
+        from provision.simulate import node as simulated
+
+        sim = simulated.is_simulated(node.sku)
+        if sim:  # the stand-in package repository, read-only (provision/simulate/packages.py)
+            from provision.simulate.packages import repo_root
+
+            repo_root().mkdir(parents=True, exist_ok=True)
+            args += simulated.mount_args(str(repo_root()))
         podman.run(*args, image)
+        if sim:  # the simulated hardware: /etc/provision-sim/node.json from SKU and faults
+            simulated.setup(node.name, node.sku, node.faults)
 
     def _records(self, cluster: str, user: str) -> list[NodeRecord]:
         net = network_name(cluster)

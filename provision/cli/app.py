@@ -83,6 +83,10 @@ def plan(
     from provision.planner import make_plan
 
     loaded = load_plan(plan_file)
+    if loaded.plan.target in ("local", "baremetal"):  # fixed SKUs: their software must work
+        from provision.profile import plan_profiles
+
+        plan_profiles(loaded)  # exit 2 naming the software field; clouds: in make_plan
     if loaded.plan.target == "baremetal":  # fixed hosts: show them, size the workload on them
         from provision.cli.preview_cmd import render_host_plan
 

@@ -84,6 +84,10 @@ STATE_ENV = "PROVISION_SIM_STATE"
 STATE_DEFAULT = "/run/provision-sim"
 # SKUs only the open kernel modules drive (Blackwell).
 OPEN_ONLY = frozenset({"b200-sxm-180gb"})
+# Compute capability per SKU (deviceQuery, nvidia-container-cli info).
+CAPABILITY = {"h100-sxm-80gb": "9.0", "h200-sxm-141gb": "9.0", "a100-sxm-80gb": "8.0",
+              "a100-sxm-40gb": "8.0", "b200-sxm-180gb": "10.0", "l40s-48gb": "8.9",
+              "l4-24gb": "8.9", "a10g-24gb": "8.6"}
 # (memory MHz, max graphics MHz, default application graphics MHz): SIMULATED figures in the
 # range of each part's datasheet clocks, for -ac/-rac and the clocks.* query fields.
 CLOCKS = {"h100-sxm-80gb": (2619, 1980, 1755), "h200-sxm-141gb": (3201, 1980, 1755),
