@@ -139,6 +139,11 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     write_private(state.plan_file, loaded.path.read_text())
     access = ssh_access(loaded, state, name)
     spec = cluster_spec_for(loaded, access, outcome)
+    # the software profile must work on this hardware: exit 2 before any node exists
+    from provision.profile import software_inventory
+
+    software_vars, group_vars = software_inventory(loaded, outcome, name,
+                                                   lambda m: (ui.step(m), state.log(m)))
     backend = backend_for(name, state)
     before = {n.name for n in state.nodes}
     ui.step(f"nodes: making {len(spec.nodes)} {name} node(s) exist")
@@ -159,8 +164,11 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
         cluster_vars.update(_local_cluster_vars(loaded.plan.name))
     else:
         cluster_vars["provision_operator_cidr"] = _operator_cidr(access)
+    cluster_vars.update(software_vars)
+    if loaded.plan.lifecycle is not None:  # spot watcher and monitoring read these
+        cluster_vars.update(loaded.plan.lifecycle.role_vars())
     inventory = render_inventory(inv_dir, loaded.plan.name, name, records, cluster_vars,
-                                 _sku_to_gpu())
+                                 _sku_to_gpu(), group_vars=group_vars)
     state.record_stage("inventory", path=str(inventory.hosts_file))
     ui.step(f"inventory: {inventory.hosts_file}")
     return Prepared(loaded, state, name, records, inv_dir,
@@ -310,6 +318,23 @@ def down(cluster: str, ui: Ui, *, state_root: Path | None = None,
     return report
 
 
+def stop(cluster: str, ui: Ui, *, state_root: Path | None = None) -> None:
+    """Halt the cluster's nodes, keeping disks and state; `provision up` starts them again."""
+    state = ClusterState.load(cluster, state_root)
+    if state is None:
+        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
+    with state.lock("stop"):
+        backend = backend_for(state.target, state)
+        if not backend.capabilities.get("stop"):
+            raise InputError(f"the {state.target} backend cannot stop nodes; use "
+                             "`provision down`")
+        backend.stop(cluster, lambda m: (ui.step(m), state.log(m)))
+        from provision.billing import track
+
+        track(state, [], 0.0)  # stopped nodes cost nothing per hour (disks aside)
+        state.record_stage("stopped")
+
+
 def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
     """Nodes (recorded and live), addresses, and the last converge result per host."""
     state = ClusterState.load(cluster, state_root)
@@ -322,7 +347,8 @@ def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
     for n in state.nodes:
         nodes.append({
             "name": n.name, "address": n.address, "sku": n.sku, "role": n.role,
-            "state": live[n.name].labels.get("state", "running") if n.name in live else "lost",
+            "state": (live[n.name].labels.get("state", "running") if n.name in live
+                      else "stopped" if state.stopped else "lost"),
             "converge": hosts.get(n.name, {}).get("status", "never"),
         })
     from provision.billing import price_per_hour, spent_usd
@@ -333,6 +359,7 @@ def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
         "updated": state.updated,
         "price_per_hour": round(price_per_hour(state), 4),
         "spent_usd": round(spent_usd(state), 2),
+        "stopped": state.stopped,
         "nodes": nodes,
         "last_converge": {"at": converge.get("at"), "status": converge.get("status"),
                           "rc": converge.get("rc")} if converge else None,

@@ -60,6 +60,9 @@ def recover(cluster: str, ui: Ui, *, state_root: Path | None = None,
     state = ClusterState.load(cluster, state_root)
     if state is None:
         raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
+    if state.stopped:
+        raise InputError(f"cluster {cluster!r} is stopped; `provision up` starts its nodes "
+                         "again (recovery replaces lost nodes of a running cluster)")
     result = RecoverResult(cluster)
     with state.lock("recover"):
         lost = lost_nodes(state)

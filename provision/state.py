@@ -160,6 +160,12 @@ class ClusterState:
         with os.fdopen(fd, "a") as fh:
             fh.write(f"{now()} {scrub(message).rstrip()}\n")
 
+    @property
+    def stopped(self) -> bool:
+        """True after `provision stop` (or a guard's stop) until `up` brings the nodes back."""
+        at = self.stages.get("stopped", {}).get("at")
+        return at is not None and at > self.stages.get("nodes", {}).get("at", "")
+
     def record_stage(self, stage: str, **result: Any) -> None:
         self.stages[stage] = {"at": now(), **result}
         self.save()

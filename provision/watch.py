@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision.billing import spent_usd
-from provision.orchestrator import Ui, down
+from provision.interruption import READ_COMMAND, Interruption, parse
+from provision.node_ssh import run_on
+from provision.orchestrator import Ui, backend_for, down, stop
 from provision.plan.load import load_plan
 from provision.recovery import RecoverResult, recover
 from provision.state import ClusterState
@@ -28,17 +30,40 @@ class WatchResult:
     stopped_because: str | None = None  # the guard that ended the cluster, if one did
 
 
-def guard(state: ClusterState) -> str | None:
-    """Why the cluster must end now, or None."""
+def guard(state: ClusterState) -> tuple[str, str] | None:
+    """(action, why) when the cluster must end now: ``stop`` or ``down``."""
     plan = load_plan(state.plan_file).plan
     budget = plan.constraints.budget_usd
     if budget is not None:
         spent = spent_usd(state)
         if spent >= budget:
-            return f"budget reached: ${spent:,.2f} spent of constraints.budget_usd ${budget:,.2f}"
+            return "stop", (f"budget reached: ${spent:,.2f} spent of "
+                            f"constraints.budget_usd ${budget:,.2f}")
     from provision.lifecycle_guards import lifecycle_reason
 
     return lifecycle_reason(state, plan)
+
+
+def notices(state: ClusterState, ui: Ui) -> dict[str, Interruption]:
+    """Interruption notices on spot nodes (markers the spot watcher wrote), logged once each."""
+    seen = state.extra.setdefault("interruptions", {})
+    found: dict[str, Interruption] = {}
+    for node in state.nodes:
+        if not node.spot:
+            continue
+        out = run_on(state, node, READ_COMMAND)
+        notice = parse(out) if out else None
+        if notice is None:
+            continue
+        found[node.name] = notice
+        if seen.get(node.name) != notice.noticed_at.isoformat():
+            seen[node.name] = notice.noticed_at.isoformat()
+            message = (f"watch: {node.name}: {notice.provider} announced {notice.action}, "
+                       f"{notice.seconds_left():.0f} s left, checkpoint {notice.hook_status}")
+            ui.step(message)
+            state.log(message)
+            state.save()
+    return found
 
 
 def watch(cluster: str, ui: Ui, *, interval: float = 30.0, duration: float | None = None,
@@ -49,6 +74,10 @@ def watch(cluster: str, ui: Ui, *, interval: float = 30.0, duration: float | Non
     result = WatchResult(cluster)
     deadline = None if duration is None else clock() + duration
     while True:
+        now_state = ClusterState.load(cluster, state_root)
+        if now_state is not None and now_state.stopped:
+            result.stopped_because = "the cluster is stopped (`provision up` starts it)"
+            return result
         rec = recover(cluster, ui, state_root=state_root, inventories=inventories)
         if rec.lost:
             result.recoveries.append(rec)
@@ -57,12 +86,21 @@ def watch(cluster: str, ui: Ui, *, interval: float = 30.0, duration: float | Non
         if state is None:
             result.stopped_because = "the cluster is gone"
             return result
-        reason = guard(state)
-        if reason:
-            ui.step(f"watch: {reason}; tearing the cluster down")
-            state.log(f"watch: {reason}")
-            down(cluster, ui, state_root=state_root, inventories=inventories)
-            result.stopped_because = reason
+        notices(state, ui)
+        verdict = guard(state)
+        if verdict:
+            action, reason = verdict
+            backend = backend_for(state.target, state)
+            if action == "stop" and not backend.capabilities.get("stop"):
+                action = "down"
+                reason += f" (the {state.target} backend cannot stop nodes, so: down)"
+            ui.step(f"watch: {reason}; {action}")
+            state.log(f"watch: {reason}; {action}")
+            if action == "stop":
+                stop(cluster, ui, state_root=state_root)
+            else:
+                down(cluster, ui, state_root=state_root, inventories=inventories)
+            result.stopped_because = f"{reason} ({action})"
             return result
         if deadline is not None and clock() >= deadline:
             return result

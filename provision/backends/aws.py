@@ -26,7 +26,7 @@ class AwsBackend(PulumiBackend):
     project = "provision-aws"
     plugin_packages: ClassVar[dict[str, str]] = {"aws": "pulumi_aws"}
     capabilities: ClassVar[dict[str, bool]] = {
-        "spot": True, "multi_node": True, "stop": True, "recreate": True,
+        "spot": True, "multi_node": True, "stop": False, "recreate": True,
         "capacity_block": True, "efa": True}
 
     def settings(self, spec: ClusterSpec) -> AwsTarget:

@@ -29,7 +29,7 @@ class GcpBackend(PulumiBackend):
     project = "provision-gcp"
     plugin_packages: ClassVar[dict[str, str]] = {"gcp": "pulumi_gcp"}
     capabilities: ClassVar[dict[str, bool]] = {
-        "spot": True, "multi_node": True, "stop": True, "recreate": True,
+        "spot": True, "multi_node": True, "stop": False, "recreate": True,
         "tpu": True, "compact_placement": True}
 
     def settings(self, spec: ClusterSpec) -> GcpTarget:

@@ -162,6 +162,8 @@ def status(
     for n in info["nodes"]:
         table.add_row(n["name"], n["address"], n["sku"], n["role"], n["state"], n["converge"])
     con.print(table)
+    con.print(("stopped (`provision up` starts it); " if info["stopped"] else "")
+              + f"now ${info['price_per_hour']:,.2f}/h, spent so far ${info['spent_usd']:,.2f}")
     last = info["last_converge"]
     if last:
         con.print(f"last converge: {last['status']} (rc {last['rc']}) at {last['at']}")

@@ -1,4 +1,4 @@
-"""Day-2 commands: `provision recover`, `watch` and `diff`."""
+"""Day-2 commands: `provision recover`, `watch`, `stop` and `diff`."""
 
 from __future__ import annotations
 
@@ -59,6 +59,23 @@ def watch(
                           state_root=state_dir, inventories=inventories)
     typer.echo(f"watch ended: {result.stopped_because or 'time is up'}; "
                f"{len(result.recoveries)} recovery(ies)", err=True)
+
+
+@app.command()
+def stop(
+    cluster: Annotated[str, typer.Argument(help="Cluster name or the plan.yaml it came from.")],
+    state_dir: StateDir = None,
+) -> None:
+    """Halt the cluster's nodes but keep their disks and the cluster's state (what
+    lifecycle.on_idle / on_ttl `stop` does); `provision up` starts them again. Backends that
+    cannot stop nodes (clouds, bare metal for now) say so: use `provision down`."""
+    from provision.cli.progress import ui
+    from provision.orchestrator import stop as do_stop
+
+    name = _cluster_name(cluster)
+    with ui() as u:
+        do_stop(name, u, state_root=state_dir)
+    typer.echo(f"cluster {name} stopped; `provision up` starts it again", err=True)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from provision.plan.cloud import AwsTarget, BaremetalTarget, GcpTarget
 from provision.plan.job import JobSettings
+from provision.plan.lifecycle import Lifecycle
 from provision.plan.models import lookup_model, model_names
 from provision.plan.schema_base import StrictModel, close_matches
 from provision.plan.software import Software
@@ -245,6 +246,10 @@ class Plan(StrictModel):
     )
     job: JobSettings | None = Field(
         None, description="The workload's command, kept running on the head node."
+    )
+    lifecycle: Lifecycle | None = Field(
+        None, description="Time to live, idle limits, and the checkpoint command spot and "
+        "preemptible nodes run when their cloud announces an interruption."
     )
     catalog: list[str] = Field(
         default_factory=list,

@@ -16,3 +16,11 @@ def remove_cluster_objects(cluster: str) -> None:
         subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, env=env)
     subprocess.run(["podman", "network", "rm", "-f", f"provision-{cluster}"],
                    capture_output=True, env=env)
+
+
+def node_exec(node: str, command: str, *, login: bool = False
+              ) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a node container; ``login`` reads /etc/profile.d (CUDA's PATH)."""
+    shell = ["bash", "-lc"] if login else ["sh", "-c"]
+    return subprocess.run(["podman", "exec", node, *shell, command], capture_output=True,
+                          text=True, env=podman.env())

@@ -19,7 +19,7 @@ import pytest
 
 from provision.backends import podman
 from tests.conftest import provision_cmd
-from tests.e2e.conftest import remove_cluster_objects
+from tests.e2e.conftest import node_exec, remove_cluster_objects
 
 CLUSTER = "e2e-local"
 
@@ -28,10 +28,6 @@ def sh(*args: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, env=podman.env(),
                           check=True).stdout
 
-
-def node_exec(node: str, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True,
-                          text=True, env=podman.env())
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 
 from provision.backends.base import NodeRecord
 from provision.billing import price_per_hour, spent_usd, track
-from provision.lifecycle_guards import lifecycle_reason, seconds
+from provision.lifecycle_guards import lifecycle_reason
+from provision.plan.lifecycle import Lifecycle
 from provision.state import ClusterState
 from provision.watch import guard
 
@@ -51,29 +52,24 @@ def test_budget_guard_fires_once_the_spend_reaches_it(tmp_path):
     track(state, [node("c1-1", "i-1")], 10.0)
     assert guard(state) is None
     backdate(state, 6.0)
-    assert guard(state).startswith("budget reached: $60.00 spent of constraints.budget_usd")
-
-
-@pytest.mark.parametrize(("text", "value"), [("90m", 5400), ("8h", 28800), ("2d", 172800),
-                                             ("45", 2700), (30, 30.0), ("1.5h", 5400)])
-def test_durations(text, value):
-    assert seconds(text) == value
-
-
-def test_bad_duration():
-    with pytest.raises(ValueError, match="not a duration"):
-        seconds("soon")
+    action, why = guard(state)
+    assert action == "stop"
+    assert why.startswith("budget reached: $60.00 spent of constraints.budget_usd")
 
 
 def test_ttl_guard(tmp_path):
-    class Life:
-        ttl = "1h"
-        idle_minutes = None
-
     class Plan:
-        lifecycle = Life()
+        lifecycle = Lifecycle(ttl="1h", on_ttl="down")
 
     state = ClusterState.open("c1", tmp_path)
     assert lifecycle_reason(state, Plan()) is None
     state.created = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    assert lifecycle_reason(state, Plan()).startswith("lifecycle.ttl reached: up for 2.00 h")
+    action, why = lifecycle_reason(state, Plan())
+    assert action == "down" and why.startswith("lifecycle.ttl 1h reached: up for 2.00 h")
+
+
+def test_no_lifecycle_no_guard(tmp_path):
+    class Plan:
+        lifecycle = None
+
+    assert lifecycle_reason(ClusterState.open("c1", tmp_path), Plan()) is None
