@@ -1,5 +1,5 @@
 """End to end on the local target: up → rerun (no changes) → diff → node loss mid-run → up →
-recover a lost node → down.
+recover a lost node → stop → up (starts them again) → down.
 
 Real podman nodes, real SSH, real ansible-runner, the real playbooks; the CLI through its
 installed entry point. Takes a few minutes.
@@ -194,7 +194,20 @@ def test_up_rerun_loss_up_down(cluster_env):
     starts = node_exec(head, "grep -c 'provision job start' /shared/provision-job.log")
     assert int(starts.stdout.strip()) >= 2  # started by up, restarted by recover
 
-    # 6. down: nothing of the cluster is left
+    # 6. stop keeps the nodes (and their disks) but halts them; up starts the same containers
+    stopped = run(env, "stop", CLUSTER)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert {c["State"] for c in podman.containers(f"provision.cluster={CLUSTER}")} == {"exited"}
+    assert {n["state"] for n in json.loads(run(env, "status", CLUSTER, "-o", "json").stdout)
+            ["nodes"]} == {"stopped"}
+    restarted = run(env, "up", str(plan), "-o", "json")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "starting stopped node" in restarted.stderr
+    assert {n["name"]: n["instance_id"] for n in json.loads(restarted.stdout)["nodes"]} == {
+        n["name"]: n["instance_id"] for n in after}  # the same containers, not new ones
+    assert node_exec(names[2], "cat /shared/probe").stdout.strip() == "shared-ok"
+
+    # 7. down: nothing of the cluster is left
     before = sh("podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
                 "--format", "{{.Names}}").split()
     assert sorted(before) == names

@@ -73,3 +73,17 @@ def test_no_lifecycle_no_guard(tmp_path):
         lifecycle = None
 
     assert lifecycle_reason(ClusterState.open("c1", tmp_path), Plan()) is None
+
+
+@pytest.mark.parametrize("target", ["aws", "gcp", "baremetal"])
+def test_stop_says_what_to_do_where_nodes_cannot_be_stopped(tmp_path, target):
+    from provision.errors import InputError
+    from provision.orchestrator import Ui, stop
+
+    state = ClusterState.open("c1", tmp_path)
+    state.target = target
+    state.save()
+    with pytest.raises(InputError, match=f"the {target} backend cannot stop nodes; use "
+                                         "`provision down`"):
+        stop("c1", Ui(step=lambda m: None), state_root=tmp_path)
+    assert not ClusterState.load("c1", tmp_path).stopped
