@@ -84,10 +84,11 @@ def diff(plan_path: str | Path, *, state_root: Path | None = None,
         from provision.planner import make_plan
 
         outcome = make_plan(loaded)
-    from provision.orchestrator import backend_for, local_node_specs
+    from provision.backends.local import plan_node_specs
+    from provision.orchestrator import backend_for
 
     if loaded.plan.target == "local":
-        wanted = {n.name: n for n in local_node_specs(loaded)}
+        wanted = {n.name: n for n in plan_node_specs(loaded.plan)}
     else:
         from provision.backends.specs import cluster_spec, preview_ssh
 

@@ -104,15 +104,6 @@ def _local_cluster_vars(cluster: str) -> dict[str, Any]:
     }
 
 
-def local_node_specs(loaded: LoadedPlan):
-    from provision.backends.local import cluster_spec_nodes
-
-    local = loaded.plan.local
-    assert local is not None
-    return cluster_spec_nodes(loaded.plan.name,
-                              [(n.sku or local.sku, tuple(n.faults)) for n in local.node_list()])
-
-
 @dataclass
 class Prepared:
     """Nodes exist and the inventory is rendered: what every converge (and verify) starts from."""
@@ -265,8 +256,10 @@ def _target_of(loaded: LoadedPlan, outcome) -> str:
 
 def cluster_spec_for(loaded: LoadedPlan, access, outcome) -> ClusterSpec:
     if loaded.plan.target == "local":
-        return ClusterSpec(cluster=loaded.plan.name, nodes=local_node_specs(loaded), ssh=access,
-                           settings=loaded.plan.local)
+        from provision.backends.local import plan_node_specs
+
+        return ClusterSpec(cluster=loaded.plan.name, nodes=plan_node_specs(loaded.plan),
+                           ssh=access, settings=loaded.plan.local)
     from provision.backends.specs import cluster_spec
 
     return cluster_spec(loaded, access, outcome)

@@ -188,6 +188,13 @@ def _order(container: dict[str, Any]) -> tuple[int, str]:
     return (int(tail) if tail.isdigit() else 10**6, name)
 
 
+def plan_node_specs(plan: Any) -> tuple[NodeSpec, ...]:
+    """NodeSpecs of a plan's ``local:`` section (a validated Plan with target local)."""
+    local = plan.local
+    assert local is not None
+    return cluster_spec_nodes(plan.name, [(n.sku, tuple(n.faults)) for n in local.node_list()])
+
+
 def cluster_spec_nodes(cluster: str, nodes: Sequence[tuple[str, tuple[str, ...]]]
                        ) -> tuple[NodeSpec, ...]:
     """NodeSpecs for (sku, faults) pairs: the first node is the head."""

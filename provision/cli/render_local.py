@@ -16,9 +16,9 @@ REGION = "localhost"
 
 
 def local_view(loaded: LoadedPlan) -> dict[str, Any]:
-    from provision.orchestrator import local_node_specs
+    from provision.backends.local import plan_node_specs
 
-    nodes = local_node_specs(loaded)
+    nodes = plan_node_specs(loaded.plan)
     return {"nodes": [{"name": n.name, "sku": n.sku, "role": n.role,
                        "faults": list(n.faults)} for n in nodes]}
 

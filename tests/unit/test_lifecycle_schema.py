@@ -56,7 +56,7 @@ def test_no_section_means_no_limits(tmp_path):
     ("90s", "90s", 90), ("45m", "45m", 2700), ("8h", "8h", 28800), ("2d", "2d", 172800),
     ("1.5h", "1.5h", 5400), (90, "90m", 5400), ("90", "90", 5400), (" 8H ", "8h", 28800),
 ])
-def test_ttl_forms_agree_with_the_watch_loop(given, text, secs):
+def test_ttl_forms_and_their_seconds(given, text, secs):
     life = Lifecycle(ttl=given)
     assert life.ttl == text
     assert life.ttl_seconds == secs
