@@ -15,9 +15,11 @@ Artifacts of every run stay under ``runs/<timestamp>-<kind>/`` in the cluster's 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -207,6 +209,35 @@ def _message(res: dict[str, Any]) -> str:
     return scrub(msg).strip()[:800]
 
 
+# What a playbook run may inherit from the operator's environment. Everything else (cloud
+# credentials, BMC passwords, the Pulumi passphrase, tokens) stays out of the run: ansible-runner
+# would otherwise copy the whole environment into artifacts/<uuid>/command.
+_INHERIT = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+    "SSH_AUTH_SOCK", "PYTHONPATH", "VIRTUAL_ENV", "PYENV_ROOT", "PYENV_VERSION",
+    "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "NO_COLOR",
+})
+_INHERIT_PREFIXES = ("LC_", "ANSIBLE_")
+_SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE", "AUTH_KEY", "APIKEY",
+                 "API_KEY")
+
+
+def inheritable(name: str) -> bool:
+    """May the operator's variable ``name`` reach ansible-playbook? (allow-list, and never a
+    name that says it holds a secret, whatever its prefix)."""
+    if any(word in name.upper() for word in _SECRET_WORDS) and name != "SSH_AUTH_SOCK":
+        return False
+    return name in _INHERIT or name.startswith(_INHERIT_PREFIXES)
+
+
+def run_environment(prepared: dict[str, str], ours: dict[str, str],
+                    operator: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """The environment of the playbook process: what provision and ansible-runner set, plus
+    the allow-listed part of the operator's environment."""
+    return {k: v for k, v in prepared.items()
+            if k in ours or k not in operator or inheritable(k)}
+
+
 def run_playbook(
     playbook: str,
     inventory: Path,
@@ -221,27 +252,33 @@ def run_playbook(
     playbooks: Path | None = None,
     cmdline: str | None = None,
 ) -> ConvergeResult:
-    """Run ``playbook`` (relative to playbooks/) against ``inventory``; artifacts in run_dir."""
-    import ansible_runner  # imported here: heavy, and only `up`/`verify` need it
+    """Run ``playbook`` (relative to playbooks/) against ``inventory``; artifacts in run_dir.
+
+    Extra variables travel in a 0600 file that is removed when the run ends (never on the
+    command line, where `ps` shows them, nor in the run's artifacts); the process gets only
+    the allow-listed environment (:func:`run_environment`) and ends with this process
+    (provision.child_guard)."""
+    from ansible_runner.interface import init_runner  # heavy, and only `up`/`verify` need it
 
     playbooks = playbooks or playbooks_dir()
     control_dir = Path(f"/tmp/provision-cp-{os.getuid()}")
     control_dir.mkdir(mode=0o700, exist_ok=True)
     local_tmp = run_dir / "tmp"
-    local_tmp.mkdir(parents=True, exist_ok=True)
+    local_tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
     envvars = base_env(playbooks, local_tmp)
     envvars.update(settings if settings is not None
                    else tuned_settings(nodes, fact_cache, control_dir))
     collector = _Collector(progress)
+    vars_file = _private_vars_file(local_tmp, extravars) if extravars else None
+    args = " ".join(a for a in (cmdline, f"-e @{vars_file}" if vars_file else None) if a)
     started = time.monotonic()
     try:
-        runner = ansible_runner.run(
+        runner = init_runner(
             private_data_dir=str(run_dir),
             project_dir=str(playbooks),
             playbook=playbook,
             inventory=str(inventory),
             envvars=envvars,
-            extravars=extravars or {},
             limit=",".join(limit) if limit else None,
             forks=int(envvars["ANSIBLE_FORKS"]),
             event_handler=collector,
@@ -249,9 +286,15 @@ def run_playbook(
             suppress_env_files=True,
             artifact_dir=str(run_dir / "artifacts"),
             timeout=None,
-            cmdline=cmdline,
+            cmdline=args or None,
         )
+        runner.config.env = run_environment(runner.config.env, envvars)
+        runner.config.command = [sys.executable, "-m", "provision.child_guard",
+                                 str(os.getpid()), "--", *runner.config.command]
+        runner.run()
     finally:
+        if vars_file is not None:
+            vars_file.unlink(missing_ok=True)
         reap_orphans(inventory)
     if runner.status == "canceled":  # ansible-runner took the Ctrl-C; pass it on
         raise KeyboardInterrupt
@@ -270,6 +313,14 @@ def run_playbook(
         changed_tasks=collector.changed,
         seconds=time.monotonic() - started,
     )
+
+
+def _private_vars_file(directory: Path, extravars: dict[str, Any]) -> Path:
+    """Write ``extravars`` as JSON to a new 0600 file in ``directory`` (0700)."""
+    fd, name = tempfile.mkstemp(prefix="extravars-", suffix=".json", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(extravars, fh)
+    return Path(name)
 
 
 def reap_orphans(inventory: Path) -> int:

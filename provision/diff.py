@@ -115,10 +115,10 @@ def diff(plan_path: str | Path, *, state_root: Path | None = None,
             result.choice_change = {"from": before, "to": after}
     hosts = Path(state.stages.get("inventory", {}).get("path", ""))
     if software and result.keep and hosts.is_file():
-        run_dir = state.new_run_dir("diff")
-        check = run_playbook("site.yml", hosts, run_dir, nodes=len(result.keep),
-                             fact_cache=state.directory / "facts", limit=result.keep,
-                             cmdline="--check --diff")
+        with ClusterState.locked(name, "diff", state_root) as locked:  # writes runs/, facts/
+            check = run_playbook("site.yml", hosts, locked.new_run_dir("diff"),
+                                 nodes=len(result.keep), fact_cache=locked.directory / "facts",
+                                 limit=result.keep, cmdline="--check --diff")
         for host, task in check.changed_tasks:
             result.software.setdefault(host, []).append(task)
         if check.failures:

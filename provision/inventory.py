@@ -6,6 +6,10 @@
 settings the roles read (node list, cluster network, operator CIDR, SSH options, storage mode).
 The files are plain YAML, usable by ``ansible-playbook -i`` without provision.
 Roles take every input from these variables, never from provision's internals.
+
+Both files are produced by a YAML serializer from data, never by pasting values into a text
+template: a node address or name carrying a newline could otherwise add variables such as
+``ansible_ssh_common_args`` (which Ansible would execute) to the inventory.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from provision.backends.base import NodeRecord
 from provision.state import now, write_private
@@ -65,6 +68,34 @@ def cluster_cidr(nodes: Sequence[NodeRecord]) -> str | None:
     return None
 
 
+def host_vars(node: NodeRecord) -> dict[str, Any]:
+    """The per-host variables of one node (connection first, then what roles read)."""
+    out: dict[str, Any] = {
+        "ansible_host": node.address,
+        "ansible_port": node.ssh_port,
+        "ansible_user": node.ssh_user,
+        "provision_private_address": node.internal_address,
+        "provision_sku": node.sku,
+        "provision_role": node.role,
+        "provision_provider": node.provider,
+        "provision_spot": node.spot,
+    }
+    if node.zone:
+        out["provision_zone"] = node.zone
+    if node.instance_id:
+        out["provision_instance_id"] = node.instance_id
+    return out
+
+
+def hosts_document(nodes: Sequence[NodeRecord], sku_to_gpu: dict[str, str]) -> dict[str, Any]:
+    """hosts.yml as data: every node with its variables, and the groups."""
+    return {"all": {
+        "hosts": {n.name: host_vars(n) for n in nodes},
+        "children": {group: {"hosts": {name: {} for name in members}}
+                     for group, members in sorted(groups_for(nodes, sku_to_gpu).items())},
+    }}
+
+
 @dataclass(frozen=True)
 class Inventory:
     directory: Path
@@ -87,12 +118,11 @@ def render_inventory(
 
     ``group_vars`` adds one file per group (e.g. ``sku_h100_sxm_80gb``: the SKU's software
     profile as role variables); files of groups no longer given are removed."""
-    env = Environment(loader=PackageLoader("provision", "templates"), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    hosts = env.get_template("hosts.yml.j2").render(
-        cluster=cluster, target=target, nodes=nodes, rendered_at=now(),
-        inventory_dir=directory, groups=groups_for(nodes, sku_to_gpu))
-    yaml.safe_load(hosts)  # a template bug must never reach Ansible as a half-valid file
+    header = (f"# Inventory of cluster {cluster} ({target} target), rendered by `provision up` "
+              f"from its node records on {now()}.\n# Re-rendered on every run: edit plan.yaml, "
+              "not this file. Usable as is: ansible-playbook -i hosts.yml site.yml\n")
+    hosts = header + yaml.safe_dump(hosts_document(nodes, sku_to_gpu), sort_keys=False,
+                                    default_flow_style=False, width=1000)
     head = next((n for n in nodes if n.role == "head"), nodes[0] if nodes else None)
     all_vars = {
         "provision_cluster": cluster,

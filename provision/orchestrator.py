@@ -203,8 +203,7 @@ def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
         from provision.planner import make_plan
 
         outcome = make_plan(loaded)  # NothingFits (exit 3) before anything is created
-    state = ClusterState.open(loaded.plan.name, state_root)
-    with state.lock("up"):
+    with ClusterState.locked(loaded.plan.name, "up", state_root, create=True) as state:
         state.log(f"up {plan_path}")
         prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
         result = converge(prepared, ui)
@@ -292,40 +291,46 @@ def converge_failure_text(result: ConvergeResult) -> str:
 def down(cluster: str, ui: Ui, *, state_root: Path | None = None,
          inventories: Path = Path("inventories")) -> DestroyReport:
     """Remove everything the cluster's backend created, then its inventory and state."""
-    state = ClusterState.load(cluster, state_root)
-    if state is None:
-        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
-    with state.lock("down"):
-        backend = backend_for(state.target, state)
-        state.log("down")
-        report = backend.destroy(cluster, lambda m: (ui.step(m), state.log(m)))
-        if report.leftovers:
-            state.record_stage("down", leftovers=report.leftovers)
-            return report
-        inv_dir = inventories / cluster
-        if inv_dir.is_dir() and (inv_dir / "hosts.yml").exists():
-            shutil.rmtree(inv_dir)
-            report.removed.append(f"inventory {inv_dir}")
-    shutil.rmtree(state.directory, ignore_errors=True)
+    with ClusterState.locked(cluster, "down", state_root) as state:
+        return down_locked(state, ui, inventories=inventories)
+
+
+def down_locked(state: ClusterState, ui: Ui, *, inventories: Path) -> DestroyReport:
+    """`down` for a caller that already holds the cluster's lock (watch's guards). The state
+    files go while the lock is still held; the lock file itself stays (see
+    ClusterState.remove_files)."""
+    cluster = state.name
+    backend = backend_for(state.target, state)
+    state.log("down")
+    report = backend.destroy(cluster, lambda m: (ui.step(m), state.log(m)))
+    if report.leftovers:
+        state.record_stage("down", leftovers=report.leftovers)
+        return report
+    inv_dir = inventories / cluster
+    if inv_dir.is_dir() and (inv_dir / "hosts.yml").exists():
+        shutil.rmtree(inv_dir)
+        report.removed.append(f"inventory {inv_dir}")
+    state.remove_files()
     report.removed.append(f"state {state.directory}")
     return report
 
 
 def stop(cluster: str, ui: Ui, *, state_root: Path | None = None) -> None:
     """Halt the cluster's nodes, keeping disks and state; `provision up` starts them again."""
-    state = ClusterState.load(cluster, state_root)
-    if state is None:
-        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
-    with state.lock("stop"):
-        backend = backend_for(state.target, state)
-        if not backend.capabilities.get("stop"):
-            raise InputError(f"the {state.target} backend cannot stop nodes; use "
-                             "`provision down`")
-        backend.stop(cluster, lambda m: (ui.step(m), state.log(m)))
-        from provision.billing import track
+    with ClusterState.locked(cluster, "stop", state_root) as state:
+        stop_locked(state, ui)
 
-        track(state, [], 0.0)  # stopped nodes cost nothing per hour (disks aside)
-        state.record_stage("stopped")
+
+def stop_locked(state: ClusterState, ui: Ui) -> None:
+    """`stop` for a caller that already holds the cluster's lock."""
+    backend = backend_for(state.target, state)
+    if not backend.capabilities.get("stop"):
+        raise InputError(f"the {state.target} backend cannot stop nodes; use `provision down`")
+    backend.stop(state.name, lambda m: (ui.step(m), state.log(m)))
+    from provision.billing import track
+
+    track(state, [], 0.0)  # stopped nodes cost nothing per hour (disks aside)
+    state.record_stage("stopped")
 
 
 def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:

@@ -57,49 +57,52 @@ def lost_nodes(state: ClusterState) -> list[str]:
 def recover(cluster: str, ui: Ui, *, state_root: Path | None = None,
             inventories: Path = Path("inventories")) -> RecoverResult:
     """Replace the cluster's lost nodes (see the module docstring); a no-op when none is."""
-    state = ClusterState.load(cluster, state_root)
-    if state is None:
-        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
+    with ClusterState.locked(cluster, "recover", state_root) as state:
+        return recover_locked(state, ui, inventories=inventories)
+
+
+def recover_locked(state: ClusterState, ui: Ui, *, inventories: Path) -> RecoverResult:
+    """`recover` for a caller that already holds the cluster's lock (the watch loop)."""
+    cluster = state.name
     if state.stopped:
         raise InputError(f"cluster {cluster!r} is stopped; `provision up` starts its nodes "
                          "again (recovery replaces lost nodes of a running cluster)")
     result = RecoverResult(cluster)
-    with state.lock("recover"):
-        lost = lost_nodes(state)
-        result.lost = lost
-        if not lost:
-            return result
-        noticed = time.monotonic()
-        state.log(f"recover: lost {', '.join(lost)}")
-        ui.step(f"recover: lost {', '.join(lost)}")
-        loaded = load_plan(state.plan_file)
-        outcome = None
-        if loaded.plan.target in ("auto", "aws", "gcp"):
-            from provision.planner import make_plan
+    lost = lost_nodes(state)
+    result.lost = lost
+    if not lost:
+        return result
+    noticed = time.monotonic()
+    state.log(f"recover: lost {', '.join(lost)}")
+    ui.step(f"recover: lost {', '.join(lost)}")
+    loaded = load_plan(state.plan_file)
+    outcome = None
+    if loaded.plan.target in ("auto", "aws", "gcp"):
+        from provision.planner import make_plan
 
-            outcome = make_plan(loaded)
-        prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
-        replaced = [n for n in lost if n in {r.name for r in prepared.records}]
-        result.replaced = replaced
-        membership = converge(prepared, ui, playbook="membership.yml")
-        if not membership.ok:
-            raise RunFailed(converge_failure_text(membership), result)
-        site = converge(prepared, ui, limit=replaced)
-        if not site.ok:
-            raise RunFailed(converge_failure_text(site), result)
-        settings = loaded.plan.verify
-        if settings.enabled:
-            from provision.verify_live import failure_text, verify_cluster
+        outcome = make_plan(loaded)
+    prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
+    replaced = [n for n in lost if n in {r.name for r in prepared.records}]
+    result.replaced = replaced
+    membership = converge(prepared, ui, playbook="membership.yml")
+    if not membership.ok:
+        raise RunFailed(converge_failure_text(membership), result)
+    site = converge(prepared, ui, limit=replaced)
+    if not site.ok:
+        raise RunFailed(converge_failure_text(site), result)
+    settings = loaded.plan.verify
+    if settings.enabled:
+        from provision.verify_live import failure_text, verify_cluster
 
-            run = verify_cluster(state, prepared.hosts_file, settings, progress=ui.progress,
-                                 limit=replaced)
-            result.verify_status = run.report.status if run.report else None
-            if run.failed:
-                raise RunFailed(failure_text(run), result)
-        result.seconds = time.monotonic() - noticed
-        job = loaded.plan.job
-        if job is not None and job.restart_on_recovery:
-            run_job(prepared, ui, restart=True)
-        state.record_stage("recover", lost=lost, replaced=replaced,
-                           seconds=round(result.seconds, 1), verify=result.verify_status)
+        run = verify_cluster(state, prepared.hosts_file, settings, progress=ui.progress,
+                             limit=replaced)
+        result.verify_status = run.report.status if run.report else None
+        if run.failed:
+            raise RunFailed(failure_text(run), result)
+    result.seconds = time.monotonic() - noticed
+    job = loaded.plan.job
+    if job is not None and job.restart_on_recovery:
+        run_job(prepared, ui, restart=True)
+    state.record_stage("recover", lost=lost, replaced=replaced,
+                       seconds=round(result.seconds, 1), verify=result.verify_status)
     return result

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -36,6 +37,25 @@ from provision.errors import InputError, LockHeld
 STATE_VERSION = 1
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
                           re.DOTALL)
+
+
+CLUSTER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # plan.yaml's `name` rule
+
+
+def check_cluster_name(name: str) -> str:
+    """``name`` when it is a valid cluster name (plan.yaml's rule), else InputError (exit 2).
+    Names become directory names under the state root: nothing else may reach the disk."""
+    if not isinstance(name, str) or not CLUSTER_NAME.fullmatch(name):
+        raise InputError(
+            f"{name!r} is not a cluster name: use lower-case letters, digits and dashes, "
+            "starting and ending with a letter or digit, at most 40 characters "
+            "(see `provision status` for the clusters that exist)")
+    return name
+
+
+def cluster_dir(name: str, root: str | Path | None = None) -> Path:
+    """``<state root>/<name>``, for a valid cluster name only."""
+    return state_root(root) / check_cluster_name(name)
 
 
 def state_root(override: str | Path | None = None) -> Path:
@@ -108,13 +128,13 @@ class ClusterState:
     @classmethod
     def open(cls, name: str, root: str | Path | None = None) -> ClusterState:
         """The cluster's state, or a fresh one (not yet saved) when none exists."""
-        directory = state_root(root) / name
+        directory = cluster_dir(name, root)
         existing = cls.load(name, root)
         return existing or cls(name=name, directory=directory)
 
     @classmethod
     def load(cls, name: str, root: str | Path | None = None) -> ClusterState | None:
-        directory = state_root(root) / name
+        directory = cluster_dir(name, root)
         path = directory / "state.json"
         if not path.exists():
             return None
@@ -181,27 +201,83 @@ class ClusterState:
         return path
 
     # -- locking -----------------------------------------------------------------------------
+    @classmethod
     @contextlib.contextmanager
-    def lock(self, command: str) -> Iterator[None]:
-        """Hold the cluster's lock; a second run fails at once naming the holder (exit 4)."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.directory / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    def locked(cls, name: str, command: str, root: str | Path | None = None, *,
+               create: bool = False) -> Iterator[ClusterState]:
+        """Hold the cluster's lock and yield its state, read *after* the lock is taken.
+
+        Every command that changes a cluster goes through here, so no command acts on (and then
+        saves) a copy read before another command's last write. ``create`` gives a fresh state
+        when none exists (``up``); otherwise a missing cluster is an InputError (exit 2) —
+        checked before the lock file is made, and again once the lock is held (a ``down``
+        that held the lock meanwhile may have removed it). A second run fails at once naming
+        the holder (exit 4)."""
+        directory = cluster_dir(name, root)
+        if not create and not (directory / "state.json").exists():
+            raise InputError(f"no cluster named {name!r} (see `provision status`)")
+        with hold_lock(directory, name, command):
+            state = cls.load(name, root)
+            if state is None:
+                if not create:
+                    raise InputError(f"no cluster named {name!r} (see `provision status`)")
+                state = cls(name=name, directory=directory)
+            yield state
+
+    def remove_files(self) -> None:
+        """Delete everything of the cluster's state except its lock file (call with the lock
+        held). The lock file stays: a process waiting on it must contend for the same inode
+        as any later one, or two runs could each believe they hold the cluster."""
+        if not self.directory.is_dir():
+            return
+        for child in self.directory.iterdir():
+            if child.name == LOCK_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
+LOCK_FILE = "lock"
+
+
+@contextlib.contextmanager
+def hold_lock(directory: Path, name: str, command: str) -> Iterator[None]:
+    """flock ``directory/lock`` for the duration; refuse at once when another process holds it.
+
+    The holder records itself in the file (pid, host, command, time) after it has the lock; a
+    refused contender only reads that record, never writes it. The file descriptor is not
+    inherited by child processes (Ansible, Pulumi): they are ended with the holder instead
+    (see provision.converge), so they can never run on after the lock is released."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = path.read_text().strip() or "another provision run"
-                raise LockHeld(f"cluster {self.name!r} is locked by {holder}; wait for it to "
-                               "finish (the lock frees itself when that process ends)") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"`provision {command}` (pid {os.getpid()} on {socket.gethostname()}, "
-                         f"since {now()})\n".encode())
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd) or "another provision run"
+            raise LockHeld(f"cluster {name!r} is locked by {holder}; wait for it to finish "
+                           "(the lock frees itself when that process ends)") from None
+        record = (f"`provision {command}` (pid {os.getpid()} on {socket.gethostname()}, "
+                  f"since {now()})\n").encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        try:
             yield
         finally:
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+                os.ftruncate(fd, 0)  # still held: nobody can read a half-cleared record
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def list_clusters(root: str | Path | None = None) -> list[str]:

@@ -17,9 +17,9 @@ from pathlib import Path
 from provision.billing import spent_usd
 from provision.interruption import READ_COMMAND, Interruption, parse
 from provision.node_ssh import run_on
-from provision.orchestrator import Ui, backend_for, down, stop
+from provision.orchestrator import Ui, backend_for, down_locked, stop_locked
 from provision.plan.load import load_plan
-from provision.recovery import RecoverResult, recover
+from provision.recovery import RecoverResult, recover_locked
 from provision.state import ClusterState
 
 
@@ -74,34 +74,42 @@ def watch(cluster: str, ui: Ui, *, interval: float = 30.0, duration: float | Non
     result = WatchResult(cluster)
     deadline = None if duration is None else clock() + duration
     while True:
-        now_state = ClusterState.load(cluster, state_root)
-        if now_state is not None and now_state.stopped:
-            result.stopped_because = "the cluster is stopped (`provision up` starts it)"
-            return result
-        rec = recover(cluster, ui, state_root=state_root, inventories=inventories)
-        if rec.lost:
-            result.recoveries.append(rec)
-            ui.step(f"watch: replaced {', '.join(rec.replaced)} in {rec.seconds:.0f} s")
-        state = ClusterState.load(cluster, state_root)
-        if state is None:
+        if ClusterState.load(cluster, state_root) is None:
             result.stopped_because = "the cluster is gone"
             return result
-        notices(state, ui)
-        verdict = guard(state)
-        if verdict:
-            action, reason = verdict
-            backend = backend_for(state.target, state)
-            if action == "stop" and not backend.capabilities.get("stop"):
-                action = "down"
-                reason += f" (the {state.target} backend cannot stop nodes, so: down)"
-            ui.step(f"watch: {reason}; {action}")
-            state.log(f"watch: {reason}; {action}")
-            if action == "stop":
-                stop(cluster, ui, state_root=state_root)
-            else:
-                down(cluster, ui, state_root=state_root, inventories=inventories)
-            result.stopped_because = f"{reason} ({action})"
+        # one locked pass: state read after the lock, every save made while holding it; the
+        # lock is released between passes so `status`, `verify` or `down` can run meanwhile
+        with ClusterState.locked(cluster, "watch", state_root) as state:
+            ended = _pass(state, ui, result, inventories)
+        if ended:
+            result.stopped_because = ended
             return result
         if deadline is not None and clock() >= deadline:
             return result
         sleep(interval)
+
+
+def _pass(state: ClusterState, ui: Ui, result: WatchResult, inventories: Path) -> str | None:
+    """One check of the loop (with the lock held); why the cluster ended, if it did."""
+    if state.stopped:
+        return "the cluster is stopped (`provision up` starts it)"
+    rec = recover_locked(state, ui, inventories=inventories)
+    if rec.lost:
+        result.recoveries.append(rec)
+        ui.step(f"watch: replaced {', '.join(rec.replaced)} in {rec.seconds:.0f} s")
+    notices(state, ui)
+    verdict = guard(state)
+    if not verdict:
+        return None
+    action, reason = verdict
+    backend = backend_for(state.target, state)
+    if action == "stop" and not backend.capabilities.get("stop"):
+        action = "down"
+        reason += f" (the {state.target} backend cannot stop nodes, so: down)"
+    ui.step(f"watch: {reason}; {action}")
+    state.log(f"watch: {reason}; {action}")
+    if action == "stop":
+        stop_locked(state, ui)
+    else:
+        down_locked(state, ui, inventories=inventories)
+    return f"{reason} ({action})"

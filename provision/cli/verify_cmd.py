@@ -78,17 +78,16 @@ def _live(cluster: str, level: str | None, driver: str | None, state_dir: Path |
     from provision.state import ClusterState
     from provision.verify_live import measured_nodes, verify_cluster
 
-    state = ClusterState.load(cluster, state_dir)
-    if state is None:
-        raise InputError(f"no cluster named {cluster!r} (see `provision status`)")
-    hosts = Path(state.stages.get("inventory", {}).get("path", ""))
-    if not hosts.is_file():
-        raise InputError(f"cluster {cluster!r} has no inventory yet: run `provision up` first")
-    if not measured_nodes(state):
-        raise InputError(f"cluster {cluster!r} has no GPU or TPU nodes to verify")
-    settings = load_plan(state.plan_file).plan.verify
-    with state.lock("verify"), ui() as u:
-        run = verify_cluster(state, hosts, settings, level=level, expected_driver=driver,
-                             progress=u.progress)
+    with ClusterState.locked(cluster, "verify", state_dir) as state:
+        hosts = Path(state.stages.get("inventory", {}).get("path", ""))
+        if not hosts.is_file():
+            raise InputError(f"cluster {cluster!r} has no inventory yet: run `provision up` "
+                             "first")
+        if not measured_nodes(state):
+            raise InputError(f"cluster {cluster!r} has no GPU or TPU nodes to verify")
+        settings = load_plan(state.plan_file).plan.verify
+        with ui() as u:
+            run = verify_cluster(state, hosts, settings, level=level, expected_driver=driver,
+                                 progress=u.progress)
     assert run.report is not None
     return run.report

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from provision.plan.addresses import HostAddress
 from provision.plan.schema_base import StrictModel
 from provision.plan.targets import SKU_PATTERN
 
@@ -224,8 +225,9 @@ class BaremetalHost(StrictModel):
     name: str | None = Field(
         None, pattern=NAME_PATTERN, description="Node name (default: <cluster>-<n>)."
     )
-    address: str = Field(description="Where SSH reaches the host from this machine.")
-    private_address: str | None = Field(
+    address: HostAddress = Field(description="Where SSH reaches the host from this machine "
+                                 "(an IP address or DNS name).")
+    private_address: HostAddress | None = Field(
         None, description="Cluster-internal address (MPI, NCCL, NFS), if different."
     )
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = Field(22, description="SSH port.")
