@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from provision.backends.base import SshAccess
-from provision.errors import InputError, ProvisionError
+from provision.errors import ProvisionError
 from provision.plan.load import LoadedPlan
 from provision.state import ClusterState
 
@@ -38,6 +38,39 @@ def cluster_key(state: ClusterState) -> Path:
     return key
 
 
+MAX_PUBLIC_KEY_BYTES = 16 * 1024  # an RSA-16384 key line is ~2.8 KB
+
+
+def read_public_key(loaded: LoadedPlan, path: Path) -> str:
+    """The OpenSSH public key line in ``path`` (``access.ssh_public_key``).
+
+    The file is read only if it is a small regular file whose one line parses as an OpenSSH
+    public key (cryptography's parser). Anything else is an InputError naming the field and
+    the path but never quoting the content: the path could be /etc/shadow or a private key,
+    and `preview` prints the key into JSON and pull-request comments."""
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    where = ("access", "ssh_public_key")
+    try:
+        if not path.is_file():
+            raise loaded.error(where, f"{path}: not a regular file")
+        if path.stat().st_size > MAX_PUBLIC_KEY_BYTES:
+            raise loaded.error(where, f"{path}: too large to be an OpenSSH public key")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise loaded.error(where, f"{path}: cannot read ({exc.strerror})") from None
+    lines = [line for line in data.splitlines() if line.strip()]
+    problem = (f"{path}: not an OpenSSH public key (expected one line such as "
+               "'ssh-ed25519 AAAA... comment'; is it the private key or another file?)")
+    if len(lines) != 1:
+        raise loaded.error(where, problem)
+    try:
+        load_ssh_public_key(lines[0].strip())
+        return lines[0].decode("ascii").strip()
+    except Exception:  # any parse failure is a no; its text may quote the file
+        raise loaded.error(where, problem) from None
+
+
 def ssh_access(loaded: LoadedPlan, state: ClusterState, target: str) -> SshAccess:
     """The SshAccess for a plan: its own key, or the cluster's generated one."""
     access = loaded.plan.access
@@ -52,9 +85,7 @@ def ssh_access(loaded: LoadedPlan, state: ClusterState, target: str) -> SshAcces
             raise loaded.error(("access", "ssh_private_key"),
                                f"{priv or '(none)'}: the private key matching {pub.name} is "
                                "missing; give access.ssh_private_key")
-        public = pub.read_text().strip()
-        if not public.startswith(("ssh-", "ecdsa-", "sk-")):
-            raise InputError(f"{pub}: not an OpenSSH public key")
+        public = read_public_key(loaded, pub)
     else:
         priv = cluster_key(state)
         public = priv.with_suffix(".pub").read_text().strip()

@@ -75,6 +75,9 @@ def _price(value: float | None) -> float | None:
     return value if value and value > 0 else None
 
 
+MAX_CATALOG_BYTES = 64 * 1024 * 1024  # SkyPilot's largest vms.csv (AWS) is ~15 MB
+
+
 class _Reader:
     def __init__(self, gpus: GpuTable, rules: HardwareRules) -> None:
         self.gpus = gpus
@@ -83,6 +86,11 @@ class _Reader:
 
     def read(self, path: Path) -> list[Offering]:
         try:
+            if not path.is_file():  # a FIFO or /dev/zero would never end
+                raise InputError(f"{path}: not a regular file")
+            if path.stat().st_size > MAX_CATALOG_BYTES:
+                raise InputError(f"{path}: {path.stat().st_size:,} bytes is more than a catalog "
+                                 f"file may hold ({MAX_CATALOG_BYTES:,})")
             fh = path.open(newline="", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"{path}: cannot read catalog file: {exc.strerror}") from None
@@ -91,9 +99,9 @@ class _Reader:
             header = reader.fieldnames or []
             missing = [c for c in REQUIRED if c not in header]
             if missing:
-                raise InputError(
+                raise InputError(  # the header is not quoted: the file may be anything
                     f"{path}:1: not a SkyPilot-format catalog: missing column(s) "
-                    f"{', '.join(missing)} (header: {','.join(header) or 'empty'})"
+                    f"{', '.join(missing)} (its first line has {len(header)} column(s))"
                 )
             rows = list(reader)
         provider = provider_of(path, header, rows[0] if rows else None)

@@ -15,13 +15,14 @@ from provision.errors import ProvisionError
 
 def main() -> None:
     """Console entry point: run the app, turn known errors into messages and exit codes."""
+    from rich.text import Text
+
     from provision.cli.console import err_console
 
     try:
         app()
     except ProvisionError as exc:
-        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
-                            soft_wrap=True)
+        err_console().print(Text.assemble(("error:", "bold red"), f" {exc}"), soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console().print("interrupted; state is saved, rerun the command to resume")
@@ -29,9 +30,7 @@ def main() -> None:
     except Exception as exc:  # a bug: say so plainly, keep the traceback opt-in
         if os.environ.get("PROVISION_DEBUG"):
             raise
-        err_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-            "This is a bug in provision; rerun with PROVISION_DEBUG=1 for a traceback.",
-            markup=True, highlight=False,
-        )
+        err_console().print(Text.assemble(
+            ("internal error:", "bold red"), f" {type(exc).__name__}: {exc}\n"
+            "This is a bug in provision; rerun with PROVISION_DEBUG=1 for a traceback."))
         sys.exit(1)

@@ -79,7 +79,7 @@ def _render_up(result, output: Output) -> None:
         render(result.verify.report, "table", con)
     elif result.verify is not None:
         con.print("verify: no GPU or TPU nodes to measure")
-    con.print(f"cluster [bold]{result.cluster}[/]: {len(result.nodes)} node(s) "
+    con.print(f"cluster {result.cluster}: {len(result.nodes)} node(s) "
               f"({', '.join(n.name + ' ' + n.address for n in result.nodes)}) in "
               f"{result.seconds:,.0f} s; inventory {result.inventory}/hosts.yml")
 
@@ -118,7 +118,7 @@ def down(
     if report.leftovers:
         raise ProvisionError("could not remove: " + ", ".join(report.leftovers))
     if output != Output.json:
-        con.print(f"cluster [bold]{name}[/] is gone")
+        con.print(f"cluster {name} is gone")
 
 
 def _cluster_name(arg: str) -> str:

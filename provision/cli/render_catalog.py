@@ -7,6 +7,7 @@ import json
 import sys
 
 from rich.table import Table
+from rich.text import Text
 
 from provision.catalog import Catalog, Offering
 from provision.cli.console import out_console
@@ -48,5 +49,5 @@ def render_catalog(cat: Catalog, rows: list[Offering], output: str, limit: int) 
                               and "(" not in k), key=str)
         if unsupported:
             out_console().print(
-                f"[dim]Rows skipped for accelerators provision does not drive: "
-                f"{', '.join(unsupported)}[/]")
+                Text("Rows skipped for accelerators provision does not drive: "
+                     f"{', '.join(unsupported)}", style="dim"))

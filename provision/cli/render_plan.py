@@ -137,15 +137,15 @@ def _render_rich(outcome: PlanOutcome, n_alt: int) -> None:
                       c.rejected_because or "")
         con.print(t)
     if outcome.warnings:
-        con.print("\n[bold yellow]Warnings[/]")
+        con.print(Text("\nWarnings", style="bold yellow"))
         for warning in outcome.warnings:
-            con.print(f"  [yellow]![/] {warning}", highlight=False)
+            con.print(Text.assemble("  ", ("!", "yellow"), f" {warning}"))
     if choice is None:
-        con.print("\n[bold red]Nothing fits.[/] What to relax:")
+        con.print(Text.assemble(("\nNothing fits.", "bold red"), " What to relax:"))
         for tip in outcome.relax:
             con.print(f"  • {tip}", highlight=False)
-    con.print(f"\n[dim]{outcome.result.considered} offering groups considered from "
-              f"{len(outcome.catalog.offerings):,} offerings.[/]")
+    con.print(Text(f"\n{outcome.result.considered} offering groups considered from "
+                   f"{len(outcome.catalog.offerings):,} offerings.", style="dim"))
 
 
 def to_markdown(outcome: PlanOutcome, n_alt: int = 5) -> str:

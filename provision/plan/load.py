@@ -1,24 +1,33 @@
 """Load plan.yaml with line numbers, so every error says file:line: field: problem.
 
 ruamel.yaml keeps each key's position; pydantic's error locations are mapped back to them.
+
+A plan may come from anywhere (a pull request, a CI variable), so reading it is bounded: a
+regular file of at most 1 MiB (a FIFO or /dev/zero would never end), at most
+:data:`MAX_NODES` values once YAML aliases are expanded and :data:`MAX_DEPTH` levels of
+nesting (a few hundred bytes of nested aliases expand to gigabytes), and only finite numbers.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from provision.errors import InputError
 from provision.plan.schema import Loc, Plan, cross_check
 
 Position = tuple[int, int]  # 1-based line, column
+MAX_PLAN_BYTES = 1024 * 1024
+MAX_NODES = 100_000  # values after alias expansion; the largest real plan has a few hundred
+MAX_DEPTH = 32  # nesting levels; the schema's deepest field is 6 levels down
 
 
 @dataclass
@@ -68,21 +77,57 @@ def dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def _plain(node: Any, loc: Loc, positions: dict[Loc, Position]) -> Any:
-    """ruamel's round-trip nodes → plain Python, recording positions on the way."""
-    if isinstance(node, CommentedMap):
+class _Budget:
+    """Counts the values :func:`_plain` produces, so an alias bomb ends in an error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.left = MAX_NODES
+
+    def spend(self, loc: Loc, positions: dict[Loc, Position]) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise InputError(f"{_where(self.path, loc, positions)}: the plan expands to more "
+                             f"than {MAX_NODES:,} values (YAML aliases repeating large "
+                             "parts?); a plan is a few hundred values")
+        if len(loc) > MAX_DEPTH:
+            raise InputError(f"{_where(self.path, loc, positions)}: nested more than "
+                             f"{MAX_DEPTH} levels deep (a recursive YAML alias?)")
+
+
+def _where(path: Path, loc: Loc, positions: dict[Loc, Position]) -> str:
+    line, col = SourceMap(path, positions).locate(loc)
+    return f"{path}:{line}:{col}"
+
+
+def _position(node: Any, key: Any, item: bool) -> Position | None:
+    try:
+        line, col = node.lc.item(key) if item else node.lc.key(key)
+        return (line + 1, col + 1)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None  # a node ruamel keeps no position for (e.g. inside !!omap)
+
+
+def _plain(node: Any, loc: Loc, positions: dict[Loc, Position], budget: _Budget) -> Any:
+    """ruamel's round-trip nodes → plain Python (dicts, lists, str, int, float, bool, None),
+    recording positions on the way; other YAML types (!!omap, !!set, timestamps, binary)
+    become the nearest plain type so the schema reports them as usual."""
+    budget.spend(loc, positions)
+    if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            line, col = node.lc.key(key)
-            positions[(*loc, str(key))] = (line + 1, col + 1)
-            out[str(key)] = _plain(value, (*loc, str(key)), positions)
+            pos = _position(node, key, item=False)
+            if pos:
+                positions[(*loc, str(key))] = pos
+            out[str(key)] = _plain(value, (*loc, str(key)), positions, budget)
         return out
-    if isinstance(node, CommentedSeq):
+    if isinstance(node, list | tuple | set | frozenset):
         items = []
         for i, value in enumerate(node):
-            line, col = node.lc.item(i)
-            positions[(*loc, i)] = (line + 1, col + 1)
-            items.append(_plain(value, (*loc, i), positions))
+            pos = _position(node, i, item=True)
+            if pos:
+                positions[(*loc, i)] = pos
+            items.append(_plain(value, (*loc, i), positions, budget))
         return items
     if isinstance(node, str):
         return str(node)
@@ -91,18 +136,18 @@ def _plain(node: Any, loc: Loc, positions: dict[Loc, Position]) -> Any:
     if isinstance(node, int):
         return int(node)
     if isinstance(node, float):
+        if not math.isfinite(node):
+            raise InputError(f"{_where(budget.path, loc, positions)}: {dotted(loc)}: expected "
+                             f"a finite number; got {node}")
         return float(node)
-    return node
+    if node is None:
+        return None
+    return str(node)
 
 
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     """Parse a YAML file into plain data plus its source map; syntax errors become InputError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+    text = _read_bounded(path)
     source = SourceMap(path)
     try:
         doc = YAML(typ="rt", pure=True).load(text)
@@ -111,9 +156,35 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = exc.problem or exc.context or "malformed YAML"
         raise InputError(f"{where}: YAML syntax error: {problem}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a plan") from None
     except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad encodings)
         raise InputError(f"{path}: YAML syntax error: {exc}") from None
-    return _plain(doc, (), source.positions), source
+    return _plain(doc, (), source.positions, _Budget(path)), source
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text, if it is a regular file of at most MAX_PLAN_BYTES of UTF-8."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise InputError(f"{path}: {kind}; a plan is a YAML file")
+        if info.st_size > MAX_PLAN_BYTES:
+            raise InputError(f"{path}: {info.st_size:,} bytes; a plan is at most "
+                             f"{MAX_PLAN_BYTES:,} bytes")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_PLAN_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_PLAN_BYTES:
+        raise InputError(f"{path}: a plan is at most {MAX_PLAN_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
