@@ -88,7 +88,7 @@ def stock_settings(control_dir: Path) -> dict[str, str]:
 def base_env(playbooks: Path, local_tmp: Path) -> dict[str, str]:
     return {
         "ANSIBLE_ROLES_PATH": str(playbooks / "roles"),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # against the cluster's known_hosts only
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_LOCAL_TEMP": str(local_tmp),
         "ANSIBLE_NOCOLOR": "True",

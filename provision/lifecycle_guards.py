@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from provision.node_ssh import run_on
+from provision.node_ssh import run_on_all
 from provision.state import ClusterState
 
 
@@ -27,9 +27,10 @@ def gpu_utilisation(state: ClusterState) -> list[float] | None:
     if not nodes:
         return None
     values: list[float] = []
+    answers = run_on_all(state, nodes, "nvidia-smi --query-gpu=utilization.gpu "
+                                       "--format=csv,noheader,nounits")
     for n in nodes:
-        out = run_on(state, n, "nvidia-smi --query-gpu=utilization.gpu "
-                               "--format=csv,noheader,nounits")
+        out = answers.get(n.name)
         if out is None:
             return None
         try:

@@ -93,8 +93,6 @@ def _local_cluster_vars(cluster: str) -> dict[str, Any]:
     return {
         # the operator reaches the nodes through the network's gateway (this machine)
         "provision_operator_cidr": f"{gateway}/32" if gateway else None,
-        # nodes are throwaway containers with fresh host keys on a private bridge
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         # no kernel NFS in containers here: share the head's directory over SSHFS instead
         "storage_shared_backend": "sshfs",
         "storage_scratch_mode": "directory",
@@ -129,6 +127,7 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     state.target = name
     write_private(state.plan_file, loaded.path.read_text())
     access = ssh_access(loaded, state, name)
+    state.extra["ssh_private_key"] = access.private_key_path  # a path; the watch's probes
     spec = cluster_spec_for(loaded, access, outcome)
     # the software profile must work on this hardware: exit 2 before any node exists
     from provision.profile import software_inventory
@@ -136,10 +135,15 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     software_vars, group_vars = software_inventory(loaded, outcome, name,
                                                    lambda m: (ui.step(m), state.log(m)))
     backend = backend_for(name, state)
-    before = {n.name for n in state.nodes}
+    before = {n.name: n.instance_id for n in state.nodes}
     ui.step(f"nodes: making {len(spec.nodes)} {name} node(s) exist")
     records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
     state.nodes = records
+    from provision.known_hosts import ensure_host_keys, known_hosts, trusted_keys
+
+    ensure_host_keys(state, records, trusted_keys(backend),
+                     replaced=[r.name for r in records if before.get(r.name) != r.instance_id],
+                     log=lambda m: (ui.step(m), state.log(m)))
     from provision.billing import node_price, track
 
     track(state, records, node_price(outcome, len(records)))
@@ -150,7 +154,9 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     state.record_stage("nodes", count=len(records))
 
     inv_dir = (inventories / loaded.plan.name).resolve()
-    cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path}
+    cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path,
+                    # every connection checks the cluster's own known_hosts (known_hosts.py)
+                    "ansible_ssh_common_args": known_hosts(state).ansible_args()}
     if name == "local":
         cluster_vars.update(_local_cluster_vars(loaded.plan.name))
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from provision.billing import spent_usd
 from provision.interruption import READ_COMMAND, Interruption, parse
-from provision.node_ssh import run_on
+from provision.node_ssh import close_shells, run_on_all
 from provision.orchestrator import Ui, backend_for, down_locked, stop_locked
 from provision.plan.load import load_plan
 from provision.recovery import RecoverResult, recover_locked
@@ -48,10 +48,10 @@ def notices(state: ClusterState, ui: Ui) -> dict[str, Interruption]:
     """Interruption notices on spot nodes (markers the spot watcher wrote), logged once each."""
     seen = state.extra.setdefault("interruptions", {})
     found: dict[str, Interruption] = {}
-    for node in state.nodes:
-        if not node.spot:
-            continue
-        out = run_on(state, node, READ_COMMAND)
+    spot = [n for n in state.nodes if n.spot]
+    answers = run_on_all(state, spot, READ_COMMAND)
+    for node in spot:
+        out = answers.get(node.name)
         notice = parse(out) if out else None
         if notice is None:
             continue
@@ -71,6 +71,15 @@ def watch(cluster: str, ui: Ui, *, interval: float = 30.0, duration: float | Non
           clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> WatchResult:
     """Run the loop described in the module docstring."""
+    try:
+        return _loop(cluster, ui, interval, duration, state_root, inventories, clock, sleep)
+    finally:
+        close_shells()  # the probes' pooled connections
+
+
+def _loop(cluster: str, ui: Ui, interval: float, duration: float | None,
+          state_root: Path | None, inventories: Path, clock: Callable[[], float],
+          sleep: Callable[[float], None]) -> WatchResult:
     result = WatchResult(cluster)
     deadline = None if duration is None else clock() + duration
     while True:

@@ -125,7 +125,7 @@ def mutate(rng: random.Random, text: str) -> tuple[str, str]:
     if kind == "dup-line":
         lines = text.splitlines(keepends=True)
         i = rng.randrange(len(lines))
-        return "".join(lines[:i + 1] + [lines[i]] + lines[i + 1:]), f"duplicate line {i + 1}"
+        return "".join([*lines[:i + 1], lines[i], *lines[i + 1:]]), f"duplicate line {i + 1}"
     pos = rng.randrange(len(text) + 1)
     insert = rng.choice(TEXT_INSERTS)
     return text[:pos] + insert + text[pos:], f"insert {insert!r} at {pos}"
@@ -145,7 +145,7 @@ def _child(args: list[str], out: int, err: int) -> None:
         main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException as exc:  # noqa: BLE001 - anything escaping main() is the bug we seek
+    except BaseException as exc:  # anything escaping main() is the bug we seek
         import traceback
 
         traceback.print_exc()
@@ -216,7 +216,7 @@ def warm_up() -> None:
 
     loaded = load_plan(REPO / "examples" / "qwen3-235b-serve.yaml")
     make_plan(loaded)
-    import provision.cli.render_local  # noqa: F401
+    import provision.cli.render_local
     import provision.cli.render_plan  # noqa: F401
 
 

@@ -84,6 +84,13 @@ class LocalBackend:
         """Running nodes only: a stopped or vanished container is a lost node."""
         return [r for r in self._records(cluster, "root") if r.labels.get("state") == "running"]
 
+    def host_keys(self, node: NodeRecord) -> list[str] | None:
+        """The node's SSH host public keys, read inside its container: a channel that does
+        not go through the network the keys are meant to authenticate."""
+        proc = podman.run("exec", node.name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub",
+                          check=False)
+        return proc.stdout.splitlines() if proc.returncode == 0 and proc.stdout else None
+
     def stop(self, cluster: str, event: Event) -> None:
         """Stop every node's container (kept, with its filesystem); `apply` starts them."""
         for c in podman.containers(f"{LABEL}={cluster}"):

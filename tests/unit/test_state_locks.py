@@ -80,7 +80,7 @@ def test_stop_keeps_a_record_written_while_it_waited(tmp_path: Path) -> None:
         state.extra["written_meanwhile"] = "newer record"
         state.save()
     (tmp_path / "go").write_text("x")
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     final = json.loads((root / "race" / "state.json").read_text())
     assert final["extra"]["written_meanwhile"] == "newer record"
@@ -104,7 +104,7 @@ def test_watch_saves_only_under_the_lock(tmp_path: Path) -> None:
         locked.extra["written_meanwhile"] = "newer record"
         locked.save()
     (tmp_path / "go").write_text("x")
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     final = json.loads((root / "race" / "state.json").read_text())
     assert final["extra"]["written_meanwhile"] == "newer record"
@@ -130,9 +130,8 @@ def test_refused_contender_leaves_the_holders_record(tmp_path: Path) -> None:
         _wait_file(tmp_path / "held")
         record = (root / "race" / "lock").read_text()
         assert f"pid {holder.pid}" in record
-        with pytest.raises(LockHeld) as refused:
-            with ClusterState.locked("race", "down", root):
-                pass
+        with pytest.raises(LockHeld) as refused, ClusterState.locked("race", "down", root):
+            pass
         assert f"pid {holder.pid}" in str(refused.value)
         assert (root / "race" / "lock").read_text() == record  # not truncated
     finally:
