@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from provision.backends.base import ClusterSpec
+from provision.backends.base import ClusterSpec, NodeRecord
 from provision.backends.operator import ssh_policy
 from provision.backends.pulumi_backend import Builder, PulumiBackend
 from provision.errors import InputError
@@ -78,3 +78,13 @@ class AwsBackend(PulumiBackend):
 
     def config(self, spec: ClusterSpec) -> dict[str, str]:
         return {"aws:region": spec.offering.region}
+
+    @staticmethod
+    def host_keys(node: NodeRecord) -> list[str] | None:
+        """The node's SSH host keys from its console output (provision.known_hosts)."""
+        from provision.backends.host_keys import aws_console_host_keys
+
+        if not node.instance_id or not node.zone:
+            return None
+        region = node.labels.get("region") or node.zone.rstrip("abcdefghijklmnopqrstuvwxyz")
+        return aws_console_host_keys(node.instance_id, region)
