@@ -148,6 +148,7 @@ from provision.cli import (  # noqa: E402
     catalog_cmd,  # noqa: F401  (catalog, catalog refresh)
     cluster_cmds,  # noqa: F401  (up, down, status, image)
     day2_cmds,  # noqa: F401  (recover, watch, diff)
+    known_hosts_cmd,  # noqa: F401  (known-hosts show|forget)
     preview_cmd,  # noqa: F401
     verify_cmd,  # noqa: F401
 )

@@ -43,3 +43,37 @@ def test_every_provision_flag_in_the_workflow_exists(run_cli):
             assert flag in helps[command], f"`provision {command}` has no {flag}"
             used.add(flag)
     assert {"--output", "--offline", "--yes"} <= used
+
+
+def _apply_steps() -> list[dict]:
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"]["apply"]["steps"]
+
+
+def test_no_provision_exit_status_is_hidden():
+    """`|| true` after a provision command would turn a failed verify into a green job."""
+    for step in _apply_steps() + yaml.safe_load(WORKFLOW.read_text())["jobs"]["plan"]["steps"]:
+        script = re.sub(r"\\\n\s*", " ", step.get("run", ""))
+        for line in script.splitlines():
+            if re.search(r"(?<![\w-])provision\s", line):
+                assert "|| true" not in line and "||true" not in line, line
+        if "provision " in script and "|" in script:
+            assert "set -o pipefail" in script, step["name"]
+
+
+def test_only_reports_leave_the_runner():
+    """The uploaded artifact holds the verify reports and per-host tool outputs, never
+    ansible-runner's run records (artifacts/); the state sync leaves run records and private
+    keys on the runner; the offline verify judges hosts/."""
+    steps = {s.get("name", s.get("uses")): s for s in _apply_steps()}
+    upload = next(s for s in steps.values() if s.get("uses", "").startswith(
+        "actions/upload-artifact"))
+    assert upload["with"]["path"] == "verify-report/"
+    report = steps["Verify report"]["run"]
+    assert "artifacts" not in report
+    assert re.search(r'provision verify --offline "\$run/hosts"', report)
+    copied = re.findall(r"cp (?:-r )?(\S+)", report)
+    assert copied == ['"$run/verify-report.json"', '"$run/hosts"']
+    save = re.sub(r"\\\n\s*", " ", steps["Save provision's state"]["run"])
+    for excluded in ('--exclude "runs/*"', '--exclude "ssh/id_*"'):
+        assert excluded in save
+    assert "id_" not in re.sub(r'--exclude "[^"]*"', "", save)
