@@ -27,6 +27,26 @@ from tests.conftest import EXAMPLES, provision_cmd
 from tests.e2e.conftest import node_exec, remove_cluster_objects
 
 CLUSTER = "e2e-gpu"
+# Secrets an operator's shell typically holds. Every command of this test runs with them set;
+# none may end up in a file provision (or Ansible under it) writes.
+CANARIES = {
+    "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-3d9f1c",
+    "AWS_SESSION_TOKEN": "canary-aws-session-77b2e0",
+    "BMC_PASSWORD": "canary-bmc-password-a41f55",
+    "PULUMI_CONFIG_PASSPHRASE": "canary-pulumi-passphrase-0c8e12",
+}
+
+
+def canary_hits(*roots: Path) -> list[str]:
+    """Files under ``roots`` that contain a canary value (path: variable)."""
+    hits = []
+    for root in roots:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                hits += [f"{path}: {name}" for name, value in CANARIES.items()
+                         if value.encode() in data]
+    return hits
 
 
 def node_exec_login(node: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -46,9 +66,13 @@ def gpu_cluster(tmp_path: Path, node_image: str):
     # day 2 on GPU nodes: the watch loop stops a cluster whose GPUs sat idle for a minute
     doc["lifecycle"] = {"idle_minutes": 1, "idle_gpu_util_percent": 5, "on_idle": "stop"}
     plan.write_text(yaml.safe_dump(doc))
+    home = tmp_path / "home"  # the run's own ~/.ansible, searched for the canaries at the end
+    home.mkdir()
     env = {**os.environ, "PROVISION_STATE_DIR": str(tmp_path / "state"),
            "PROVISION_INVENTORIES": str(tmp_path / "inventories"), "CI": "true",
-           "NO_COLOR": "1"}
+           "NO_COLOR": "1", "HOME": str(home),
+           "PYENV_ROOT": os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv")),
+           **CANARIES}
     yield plan, env, tmp_path
     remove_cluster_objects(CLUSTER)
 
@@ -149,8 +173,16 @@ def test_up_on_simulated_h100_nodes_runs_the_full_site_playbook(gpu_cluster):
     again = run(env, "recover", CLUSTER)
     assert again.returncode == 2 and "is stopped; `provision up` starts" in again.stderr
 
+    # up → verify → recover → watch ran with the canaries set: no file of the state, the
+    # inventories or ~/.ansible holds one (ansible-runner used to copy the whole environment
+    # into runs/*/artifacts/*/command)
+    searched = [tmp / "state", tmp / "inventories", tmp / "home" / ".ansible"]
+    assert (tmp / "home" / ".ansible").is_dir() and any((tmp / "state").rglob("command"))
+    assert canary_hits(*searched) == []
+
     gone = run(env, "down", CLUSTER, "--yes", timeout=300)
     assert gone.returncode == 0, gone.stderr
+    assert canary_hits(*[p for p in searched if p.exists()]) == []
     left = subprocess.run(["podman", "ps", "-a", "--filter", f"label=provision.cluster={CLUSTER}",
                            "--format", "{{.Names}}"], capture_output=True, text=True,
                           env=podman.env()).stdout.split()

@@ -9,6 +9,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
@@ -57,10 +58,10 @@ def test_aws_console_output_through_boto3() -> None:
 
 
 class _GuestAttributes(BaseHTTPRequestHandler):
-    body: dict = {}
-    seen: list[str] = []
+    body: ClassVar[dict] = {}
+    seen: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         type(self).seen.append(self.path)
         data = json.dumps(self.body).encode()
         self.send_response(200 if self.body else 404)
