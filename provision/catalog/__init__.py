@@ -98,6 +98,8 @@ def _csv_files(path: Path) -> list[Path]:
         return files
     if path.is_file():
         return [path]
+    if path.exists():
+        raise InputError(f"{path}: not a regular file or directory; a catalog is CSV files")
     raise InputError(f"{path}: catalog path does not exist")
 
 
