@@ -221,5 +221,6 @@ def test_up_rerun_loss_up_down(cluster_env):
     assert f"provision-{CLUSTER}" not in sh("podman", "network", "ls", "--format",
                                              "{{.Name}}").split()
     assert not (tmp / "inventories" / CLUSTER).exists()
-    assert not state_dir.exists()
+    # only the lock file stays: a process waiting on it must contend with any later run
+    assert [p.name for p in state_dir.iterdir()] == ["lock"]
     assert run(env, "status", CLUSTER).returncode == 2
