@@ -46,6 +46,21 @@ _GCP_GPU_ROW_NAME = {
 }
 
 
+_VAST_PLACE = re.compile(r"^([^,]+),\s*([A-Za-z]{2}),\s*([A-Za-z]{2})$")
+
+
+def vast_region(text: str) -> str:
+    """Vast lists a machine's place as "State or country, CC, continent" ("California, US,
+    NA"); as a region that is "us-california", so `regions: ["us-*"]` patterns match it. A place
+    that does not parse (Vast also lists ", US, NA") is returned as is, and the catalog checks
+    set such rows aside (catalog.validate)."""
+    m = _VAST_PLACE.match(text.strip())
+    if not m or not m.group(1).strip():
+        return text
+    place = re.sub(r"[^a-z0-9]+", "-", m.group(1).strip().lower()).strip("-")
+    return f"{m.group(2).lower()}-{place}" if place else text
+
+
 def provider_of(path: Path, header: list[str], first_row: dict[str, str] | None) -> str:
     """Provider of a catalog file: its Provider column, else SkyPilot's ``<provider>/vms.csv``
     layout, else the file name's prefix (``aws_vms.csv``, ``coreweave.csv``)."""
@@ -162,6 +177,8 @@ class _Reader:
             self.skipped[f"{accel} (unpriced)"] += 1
             return None
         region = (row.get("Region") or "").strip()
+        if provider == "vast":
+            region = vast_region(region)
         return Offering(
             provider=provider,
             instance_type=instance or accel,

@@ -22,6 +22,8 @@ class KnownModel:
     vocab_size: int
     max_context: int
     source: str
+    experts: int | None = None  # MoE: routed experts per layer
+    experts_per_token: int | None = None  # MoE: top-k routed experts per token
 
 
 def model_key(name: str) -> str:
