@@ -215,6 +215,12 @@ def _memory_tips(outcome: PlanOutcome, rejected: list[Candidate],
         if n is not None and n > crit.max_nodes:
             tips.append(f"the workload needs {n} nodes of {o.gpu_count}×{o.gpu}: raise "
                         f"constraints.max_nodes (now {crit.max_nodes}) to ≥ {n}")
+        elif n is None and need.kind == "inference":
+            tips.append(f"no number of {o.gpu_count}×{o.gpu} nodes holds it: even one layer "
+                        "per pipeline stage leaves more than a GPU's memory on the busiest GPU")
+        elif n is None:
+            tips.append(f"no number of {o.gpu_count}×{o.gpu} nodes holds it: activations "
+                        f"and overhead alone take {need.per_gpu_gb:,.1f} GB on every GPU")
     tips.append(_shrink_tips(outcome))
     return [t for t in tips if t]
 

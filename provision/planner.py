@@ -219,8 +219,8 @@ def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need, *,
     pinned = _pins_hardware(r)
     if c.clouds:
         providers: frozenset[str] | None = frozenset(c.clouds)
-    elif all_providers or (r is not None and r.provider):
-        providers = None
+    elif all_providers or (r is not None and (r.provider or r.gpu or r.instance_type)):
+        providers = None  # pinned hardware beats the default; the output marks catalog-only
     else:
         providers = creatable_providers()
     if c.deadline_hours is not None:
@@ -300,15 +300,18 @@ def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date) -> list[
     if stale:
         out.append(f"catalog prices older than {STALE_DAYS} days: {', '.join(stale)}; run "
                    "`provision catalog refresh` or pass a newer SkyPilot catalog with --catalog")
-    relevant = [s for s in catalog.suspect if criteria.hardware_ok(s.offering)]
-    if relevant:
-        shown = "; ".join(s.describe() for s in relevant[:SUSPECTS_NAMED])
-        more = (f"; and {len(relevant) - SUSPECTS_NAMED} more"
-                if len(relevant) > SUSPECTS_NAMED else "")
-        kept = any(s.kept for s in relevant)
-        what = ("kept because --trust-catalog was given" if kept and all(s.kept for s in relevant)
-                else "set aside (`provision catalog --suspect` lists them)")
-        out.append(f"{len(relevant)} suspect catalog row(s) {what}: {shown}{more}")
+    # the cheapest suspects first: those are the rows that would have changed the choice
+    relevant = sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)),
+                      key=lambda s: s.per_gpu_hour)
+    kept = [s for s in relevant if s.kept]
+    aside = [s for s in relevant if not s.kept]
+    for rows, what in ((kept, "kept because --trust-catalog was given"),
+                       (aside, "set aside (`provision catalog --suspect` lists them)")):
+        if rows:
+            shown = "; ".join(s.describe() for s in rows[:SUSPECTS_NAMED])
+            more = (f"; and {len(rows) - SUSPECTS_NAMED} more"
+                    if len(rows) > SUSPECTS_NAMED else "")
+            out.append(f"{len(rows)} suspect catalog row(s) {what}: {shown}{more}")
     return out
 
 

@@ -45,6 +45,13 @@ class Suspect:
     reason: str
     kept: bool = False
 
+    @property
+    def per_gpu_hour(self) -> float:
+        """The row's lowest price per GPU-hour (for ordering)."""
+        o = self.offering
+        prices = [p for p in (o.price, o.spot_price) if p]
+        return min(prices) / o.gpu_count if prices else float("inf")
+
     def describe(self) -> str:
         o = self.offering
         where = o.zone or o.region or "(no region)"
@@ -59,7 +66,11 @@ class Suspect:
 
 
 def _money(x: float | None) -> str:
-    return "—" if x is None else f"${x:,.2f}/h"
+    return "—" if x is None else f"{_usd(x)}/h"
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.2f}" if x >= 0.01 else f"${x:.4f}"
 
 
 def medians(offerings: Iterable[Offering]) -> dict[str, float]:
@@ -84,11 +95,11 @@ def reason(o: Offering, median: dict[str, float]) -> str | None:
     if o.price and mid and o.billing_period == "hour":
         per_gpu = o.price / o.gpu_count
         if per_gpu > mid * HIGH_FACTOR:
-            return (f"${per_gpu:,.2f} per GPU-hour is {per_gpu / mid:,.0f}× the {o.gpu} "
-                    f"median ${mid:,.2f}")
+            return (f"{_usd(per_gpu)} per GPU-hour is {per_gpu / mid:,.0f}× the {o.gpu} "
+                    f"median {_usd(mid)}")
         if per_gpu * LOW_FACTOR < mid:
-            return (f"${per_gpu:,.2f} per GPU-hour is 1/{mid / per_gpu:,.0f} of the {o.gpu} "
-                    f"median ${mid:,.2f}")
+            return (f"{_usd(per_gpu)} per GPU-hour is 1/{mid / per_gpu:,.0f} of the {o.gpu} "
+                    f"median {_usd(mid)}")
     return None
 
 

@@ -157,16 +157,23 @@ def test_unknown_instance_type_suggests(run_cli, tmp_path):
 
 
 def test_plan_with_a_user_catalog(run_cli, tmp_path):
+    # 8 H100 for $0.01/h: $0.00125 per GPU-hour, 1/4,000 of the H100 median, so suspect
     cat = tmp_path / "lab.csv"
     cat.write_text("InstanceType,AcceleratorName,AcceleratorCount,Region,Price,SpotPrice\n"
                    "lab-box,H100,8,home,0.01,\n")
     plan = tmp_path / "p.yaml"
     plan.write_text("name: demo\nworkload:\n  kind: inference\n  model: llama-3-70b\n")
-    out = json.loads(run_cli("plan", str(plan), "--catalog", str(cat), "-o", "json",
-                             check=True).stdout)
+    args = ("plan", str(plan), "--catalog", str(cat), "-o", "json", "--all-providers")
+    out = json.loads(run_cli(*args, check=True).stdout)
+    assert out["choice"]["instance_type"] != "lab-box"
+    assert any("lab lab-box home" in w and "set aside" in w for w in out["warnings"])
+    out = json.loads(run_cli(*args, "--trust-catalog", check=True).stdout)
     assert (out["choice"]["provider"], out["choice"]["instance_type"]) == ("lab", "lab-box")
-    plan.write_text(plan.read_text() + "catalog: [lab.csv]\n")
-    out = json.loads(run_cli("plan", str(plan), "-o", "json", check=True).stdout)
+    assert out["choice"]["catalog_only"] is True  # `provision up` has no backend for "lab"
+    assert any("kept because --trust-catalog" in w for w in out["warnings"])
+    plan.write_text(plan.read_text() + "catalog: [lab.csv]\nconstraints:\n  clouds: [lab]\n")
+    out = json.loads(run_cli("plan", str(plan), "-o", "json", "--trust-catalog",
+                             check=True).stdout)
     assert out["choice"]["instance_type"] == "lab-box"
 
 
