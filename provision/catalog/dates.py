@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from provision.datacache import load_yaml
 
 _STAMP = re.compile(r"\b(20\d\d-[01]\d-[0-3]\d)")
 
@@ -37,8 +37,7 @@ class CatalogDate:
 
 @cache
 def shipped_dates() -> dict[str, CatalogDate]:
-    text = (resources.files("provision.catalog") / "data" / "catalog_dates.yaml").read_text()
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = load_yaml(resources.files("provision.catalog") / "data" / "catalog_dates.yaml")
     out = {}
     for provider, d in raw.items():
         as_of = d.get("as_of")

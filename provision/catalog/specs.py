@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from provision.datacache import load_yaml
 
 _DATA = resources.files("provision.catalog") / "data"
 
@@ -130,8 +130,7 @@ def _spec(name: str, d: dict) -> GpuSpec:
 
 def load_gpu_table(path: Path | None = None) -> GpuTable:
     """Read a gpus.yaml (the shipped one by default)."""
-    text = path.read_text() if path else (_DATA / "gpus.yaml").read_text()
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = load_yaml(path or (_DATA / "gpus.yaml"))
     return GpuTable({name: _spec(name, d) for name, d in raw.items()})
 
 

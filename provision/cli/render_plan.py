@@ -1,17 +1,20 @@
-"""Render a plan outcome: a rich report for people, JSON for machines, Markdown for PRs."""
+"""Render a plan outcome: a rich report for people, JSON for machines, Markdown for PRs.
+
+JSON and Markdown are plain text written to stdout: only the table view loads rich.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.table import Table
-from rich.text import Text
-
-from provision.cli.console import out_console
 from provision.explain import lost_because
 from provision.optimizer import Candidate
 from provision.planner import PlanOutcome, creatable_providers
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _money(x: float | None, per_hour: bool = False) -> str:
@@ -56,17 +59,18 @@ def plan_json(data: dict) -> str:
 
 def render_outcome(outcome: PlanOutcome, output: str, n_alt: int = 5) -> None:
     if output == "json":
-        out_console().print(plan_json(outcome.to_json()), markup=False, highlight=False,
-                            soft_wrap=True)
+        sys.stdout.write(plan_json(outcome.to_json()) + "\n")
         return
     if output == "markdown":
-        out_console().print(to_markdown(outcome, n_alt), markup=False, highlight=False,
-                            soft_wrap=True)
+        sys.stdout.write(to_markdown(outcome, n_alt))
         return
     _render_rich(outcome, n_alt)
 
 
 def _need_table(outcome: PlanOutcome) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     need = outcome.need
     layout = outcome.layout()
     placed = need.placed(layout)
@@ -98,6 +102,12 @@ def _headline(outcome: PlanOutcome) -> str:
 
 
 def _render_rich(outcome: PlanOutcome, n_alt: int) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from provision.cli.console import out_console
+
     con = out_console()
     plan, need, choice = outcome.loaded.plan, outcome.need, outcome.choice
     creatable = creatable_providers()

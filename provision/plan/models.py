@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
+from provision.datacache import load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,7 @@ def model_key(name: str) -> str:
 @cache
 def known_models() -> dict[str, KnownModel]:
     """Every name and alias mapped to its model."""
-    text = (resources.files("provision.plan") / "models.yaml").read_text()
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = load_yaml(resources.files("provision.plan") / "models.yaml")
     table: dict[str, KnownModel] = {}
     for name, d in raw.items():
         aliases = d.pop("aliases", [])
