@@ -66,6 +66,12 @@ class Catalog:
             self._groups = group_offerings(self.offerings)
         return self._groups
 
+    def suspect_reason(self, o: Offering) -> str | None:
+        for s in self.suspect:
+            if s.offering == o:
+                return s.reason
+        return None
+
     def providers(self) -> list[str]:
         return sorted({o.provider for o in self.offerings})
 
@@ -77,15 +83,18 @@ class Catalog:
         spot: bool = False,
         region: str | None = None,
         min_count: int | None = None,
+        suspect: bool = False,
     ) -> list[Offering]:
-        """Offerings matching every given criterion (for `provision catalog`)."""
+        """Offerings matching every given criterion (for `provision catalog`); ``suspect``:
+        among the rows set aside by the checks instead of the usable ones."""
         spec = self.gpus.resolve(gpu) if gpu else None
         if gpu and spec is None:
             raise InputError(
                 f"--gpu: unknown accelerator {gpu!r}; known: {', '.join(self.gpus.names())}"
             )
         out = []
-        for o in self.offerings:
+        pool = [s.offering for s in self.suspect] if suspect else self.offerings
+        for o in pool:
             if spec and o.gpu != spec.name:
                 continue
             if provider and o.provider != provider:

@@ -185,12 +185,19 @@ def test_schema_command_prints_json_schema(run_cli):
 def test_catalog_command_filters(run_cli):
     proc = run_cli("catalog", "--gpu", "H100", "--spot", "-o", "json", "--limit", "0",
                    check=True)
-    rows = json.loads(proc.stdout)
+    out = json.loads(proc.stdout)
+    rows = out["offerings"]
     assert rows and all(r["gpu"] == "H100" and r["spot_price"] for r in rows)
     prices = [r["spot_price"] for r in rows]
     assert prices == sorted(prices)
+    # the 8 GCP H100 rows with spot above on-demand are not among them (catalog checks)
+    assert all(r["spot_price"] <= r["price"] * 1.001 for r in rows if r["price"])
+    assert out["ages"]["aws"]["age_days"] is None and "001367d2" in out["ages"]["aws"]["basis"]
     table = run_cli("catalog", "--gpu", "tpu-v5e", "--limit", "3", check=True).stdout
-    assert "tpu-v5litepod" in table
+    assert "tpu-v5litepod" in table and "Prices: aws date unknown (old)" in table
+    suspect = run_cli("catalog", "--suspect", "--provider", "runpod", "--gpu", "L40S",
+                      "--limit", "1", check=True).stdout
+    assert "spot price above on-demand" in suspect and "0.43" in suspect
     assert run_cli("catalog", "--gpu", "H1000").returncode == 2
 
 
