@@ -95,7 +95,7 @@ def reason(o: Offering, median: dict[str, float]) -> str | None:
     if o.price and mid and o.billing_period == "hour":
         per_gpu = o.price / o.gpu_count
         if per_gpu > mid * HIGH_FACTOR:
-            return (f"{_usd(per_gpu)} per GPU-hour is {per_gpu / mid:,.0f}× the {o.gpu} "
+            return (f"{_usd(per_gpu)} per GPU-hour is {per_gpu / mid:,.1f}× the {o.gpu} "
                     f"median {_usd(mid)}")
         if per_gpu * LOW_FACTOR < mid:
             return (f"{_usd(per_gpu)} per GPU-hour is 1/{mid / per_gpu:,.0f} of the {o.gpu} "

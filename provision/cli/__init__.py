@@ -21,10 +21,13 @@ def main() -> None:
     try:
         app()
     except ProvisionError as exc:
+        from rich.markup import escape
+
         from provision.cli.console import err_console
 
-        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
-                            soft_wrap=True)
+        # the message quotes user input ("[cloud]", plan keys): never read it as markup
+        err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                            markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         from provision.cli.console import err_console
@@ -34,10 +37,12 @@ def main() -> None:
     except Exception as exc:  # a bug: say so plainly, keep the traceback opt-in
         if os.environ.get("PROVISION_DEBUG"):
             raise
+        from rich.markup import escape
+
         from provision.cli.console import err_console
 
         err_console().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in provision; rerun with PROVISION_DEBUG=1 for a traceback.",
             markup=True, highlight=False,
         )

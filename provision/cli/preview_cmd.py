@@ -48,9 +48,6 @@ def preview(
     referenced by variable or file name. Offline, values the cloud assigns (ids, addresses)
     print as "(known after apply)".
     """
-    from provision.access import DEFAULT_USER
-    from provision.backends.registry import get_backend
-    from provision.backends.specs import cluster_spec, preview_ssh, target_of
     from provision.errors import InputError
     from provision.plan import load_plan
 
@@ -59,6 +56,9 @@ def preview(
         raise InputError(f"{plan_file}: target local has no cloud stack to preview; "
                          "`provision up` creates podman containers on this machine")
     require_cloud_extra()
+    from provision.access import DEFAULT_USER
+    from provision.backends.registry import get_backend
+    from provision.backends.specs import cluster_spec, preview_ssh, target_of
     outcome = None
     if loaded.plan.target != "baremetal":
         from provision.planner import make_plan

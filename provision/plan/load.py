@@ -140,6 +140,7 @@ _PHRASES = {
     "float_parsing": "expected a number",
     "float_type": "expected a number",
     "finite_number": "expected a finite number",
+    "int_parsing_size": "number too large",
     "bool_parsing": "expected true or false",
     "bool_type": "expected true or false",
     "string_type": "expected text",
