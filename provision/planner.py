@@ -285,7 +285,8 @@ def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = (), *,
     return load_catalog(paths, trust=named if trust else ())
 
 
-def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date) -> list[str]:
+def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date,
+                     need: Need = NO_WORKLOAD) -> list[str]:
     """Old prices and suspect rows, for the providers and hardware this plan considers."""
     out: list[str] = []
     stale = []
@@ -300,9 +301,10 @@ def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date) -> list[
     if stale:
         out.append(f"catalog prices older than {STALE_DAYS} days: {', '.join(stale)}; run "
                    "`provision catalog refresh` or pass a newer SkyPilot catalog with --catalog")
-    # the cheapest suspects first: those are the rows that would have changed the choice
-    relevant = sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)),
-                      key=lambda s: s.per_gpu_hour)
+    # the cheapest real-looking suspects first: the rows that could have changed the choice
+    relevant = sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)
+                       and _could_run(need, catalog, s.offering)),
+                      key=lambda s: (s.placeholder, s.per_gpu_hour))
     kept = [s for s in relevant if s.kept]
     aside = [s for s in relevant if not s.kept]
     for rows, what in ((kept, "kept because --trust-catalog was given"),
@@ -313,6 +315,13 @@ def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date) -> list[
                     if len(rows) > SUSPECTS_NAMED else "")
             out.append(f"{len(rows)} suspect catalog row(s) {what}: {shown}{more}")
     return out
+
+
+def _could_run(need: Need, catalog: Catalog, o) -> bool:  # noqa: ANN001 (an Offering)
+    """False for hardware the workload's framework rules out (TPUs for CUDA-only jobs)."""
+    tpu = catalog.gpus[o.gpu].is_tpu
+    return not (tpu and need.kind != "none"
+                and (need.framework == "pytorch" or need.method == "qlora"))
 
 
 def make_plan(
@@ -332,7 +341,7 @@ def make_plan(
     result = optimize(need, catalog, criteria)
     outcome = PlanOutcome(loaded, catalog, need, result, warnings=list(need.warnings),
                           today=today or date.today())
-    outcome.warnings += catalog_warnings(catalog, criteria, outcome.today)
+    outcome.warnings += catalog_warnings(catalog, criteria, outcome.today, need)
     if result.choice is None and _explicit(criteria):
         # An explicit choice bypasses the optimizer: honour it and say what is wrong with it.
         usable = [c for c in result.rejected if c.reason_kind in EXPLICIT_OVERRIDABLE]

@@ -46,6 +46,10 @@ class Suspect:
     kept: bool = False
 
     @property
+    def placeholder(self) -> bool:
+        return self.reason in PLACEHOLDER_PRICES.values()
+
+    @property
     def per_gpu_hour(self) -> float:
         """The row's lowest price per GPU-hour (for ordering)."""
         o = self.offering
