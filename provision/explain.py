@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from provision.catalog.offerings import Offering
 from provision.optimizer import Candidate, Criteria
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def label(c: Candidate) -> str:
     return f"{nodes}{o.gpu_count}×{o.gpu} {o.provider} {o.instance_type}{' spot' if c.spot else ''}"
 
 
-def _link(o) -> str:
+def _link(o: Offering) -> str:
     """What joins a node's GPUs, in words that do not contradict the interconnect."""
     if o.interconnect == "ici":
         return "ICI"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from provision.catalog import Catalog, load_catalog
+from provision.catalog import Catalog, Offering, load_catalog
 from provision.errors import NothingFits
 from provision.explain import (
     DEFAULT_DEADLINE_HOURS,
@@ -24,7 +24,7 @@ from provision.explain import (
 )
 from provision.optimizer import Candidate, Criteria, Result, optimize, rank_key
 from provision.plan.load import LoadedPlan
-from provision.plan.schema import close_matches
+from provision.plan.schema import Resources, close_matches
 from provision.sizing import Layout, Need, size
 
 __all__ = ["DEFAULT_DEADLINE_HOURS", "PlanOutcome", "creatable_providers", "label",
@@ -255,7 +255,7 @@ def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need, *,
     )
 
 
-def _pins_hardware(r) -> bool:
+def _pins_hardware(r: Resources | None) -> bool:
     """resources names the node count and the hardware (an instance type, or a GPU with its
     count per node): the user's choice, which defaults must not overrule."""
     return r is not None and r.nodes is not None and (
@@ -317,7 +317,7 @@ def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date,
     return out
 
 
-def _could_run(need: Need, catalog: Catalog, o) -> bool:  # noqa: ANN001 (an Offering)
+def _could_run(need: Need, catalog: Catalog, o: Offering) -> bool:
     """False for hardware the workload's framework rules out (TPUs for CUDA-only jobs)."""
     tpu = catalog.gpus[o.gpu].is_tpu
     return not (tpu and need.kind != "none"

@@ -17,10 +17,11 @@ import hashlib
 import os
 import pickle
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from provision import __version__
 from provision.catalog.dates import CatalogDate, file_date, shipped_dates
@@ -120,6 +121,7 @@ def _csv_files(path: Path) -> list[Path]:
     raise InputError(f"{path}: catalog path does not exist")
 
 
+T = TypeVar("T")
 CACHE_FORMAT = 3  # bump when Offering, the parsing or the checks change shape
 
 
@@ -150,7 +152,7 @@ def _cache_path(parts: Sequence[tuple[str, Sequence[Path]]]) -> Path | None:
     return Path(root) / "provision" / f"catalog-{key.hexdigest()[:32]}.pickle"
 
 
-def _cached(cache: Path | None, build):
+def _cached(cache: Path | None, build: Callable[[], T]) -> T:
     """``build()``'s result through the pickle cache when it is usable."""
     if cache is not None and cache.exists():
         try:

@@ -16,6 +16,8 @@ from provision.planner import PlanOutcome, creatable_providers
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from provision.catalog import CatalogDate
+
 
 def _money(x: float | None, per_hour: bool = False) -> str:
     if x is None:
@@ -196,7 +198,7 @@ def _render_rich(outcome: PlanOutcome, n_alt: int) -> None:
                    f"Prices: {ages or '—'}.", style="dim"))
 
 
-def _age(d, outcome: PlanOutcome) -> str:
+def _age(d: CatalogDate, outcome: PlanOutcome) -> str:
     age = d.age_days(outcome.today)
     return "date unknown" if age is None else f"{age:,} days old"
 
