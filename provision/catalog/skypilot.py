@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +47,7 @@ _GCP_GPU_ROW_NAME = {
 }
 
 
+_LETTERS = str.maketrans({"ð": "d", "þ": "th", "æ": "ae", "ø": "o", "ß": "ss", "ł": "l"})
 _VAST_PLACE = re.compile(r"^([^,]+),\s*([A-Za-z]{2}),\s*([A-Za-z]{2})$")
 
 
@@ -57,7 +59,8 @@ def vast_region(text: str) -> str:
     m = _VAST_PLACE.match(text.strip())
     if not m or not m.group(1).strip():
         return text
-    place = re.sub(r"[^a-z0-9]+", "-", m.group(1).strip().lower()).strip("-")
+    ascii_place = unicodedata.normalize("NFKD", m.group(1).strip().lower().translate(_LETTERS))
+    place = re.sub(r"[^a-z0-9]+", "-", ascii_place.encode("ascii", "ignore").decode()).strip("-")
     return f"{m.group(2).lower()}-{place}" if place else text
 
 

@@ -13,9 +13,9 @@ Rules, each with its reason:
 - a known placeholder price: SkyPilot's GCP fetcher writes 700.0 for TPU slices it found no
   price for (tpu-v6e-1 at $700/h, 260× the v6e median per chip-hour).
 - on-demand price per GPU-hour more than 10× above the median for the same GPU (placeholders
-  and unit errors), or more than 20× below it (marketplace prices such as Vast's V100 at 1/15
-  of AWS's are real, so the low side is looser). Spot prices are not compared: deep discounts
-  are what spot is.
+  and unit errors), or more than 50× below it (cents read as dollars; marketplace prices such
+  as Vast's 8×V100 at $0.11 per GPU-hour, 1/29 of the AWS-dominated median, are real, so the
+  low side is looser). Spot prices are not compared: deep discounts are what spot is.
 - a region that is not a region name (letters, digits, '-', '_', '.', spaces; a place name
   first): such rows never match ``regions:`` patterns.
 """
@@ -33,7 +33,7 @@ from provision.catalog.offerings import Offering
 SPOT_TOLERANCE = 1.001
 PLACEHOLDER_PRICES = {700.0: "SkyPilot's $700 'not offered' placeholder"}
 HIGH_FACTOR = 10.0
-LOW_FACTOR = 20.0
+LOW_FACTOR = 50.0
 _REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
 
 

@@ -81,23 +81,40 @@ def test_skypilot_700_placeholder_is_not_a_price(builtin):
 def test_vast_regions_parse_and_unparseable_ones_are_set_aside(builtin):
     assert vast_region("California, US, NA") == "us-california"
     assert vast_region("The Netherlands, NL, EU") == "nl-the-netherlands"
+    assert vast_region("Hafnarfjarðarkaupstaður, IS, EU") == "is-hafnarfjardarkaupstadur"
     assert vast_region(", US, NA") == ", US, NA"  # no place: left as is, then set aside
     bad = [s for s in builtin.suspect if s.offering.provider == "vast"]
     assert bad and all(s.reason == "unparseable region ', US, NA'" for s in bad)
+    assert {s.offering.instance_type for s in bad} >= {"4x-B200-32-65536", "4x-H200-32-65536"}
     crit = Criteria(regions=("us-*",))
     assert any(o.provider == "vast" and crit.location_ok(o) for o in builtin.offerings)
 
 
+def test_reads_skypilot_v8_files_as_published(tmp_path):
+    # catalogs/v8/aws/vms.csv adds an Arch column and longer GpuInfo (a row as published)
+    f = tmp_path / "aws_vms.csv"
+    f.write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,"
+        "Region,AvailabilityZone,Arch\n"
+        "p4d.24xlarge,A100,8.0,96.0,1152.0,\"{'Gpus': [{'Name': 'A100', 'Manufacturer': 'NVIDIA',"
+        " 'Count': 8, 'LogicalGpuCount': 8, 'GpuPartitionSize': 1.0, 'Workloads': ['ml-ai'], "
+        "'MemoryInfo': {'SizeInMiB': 40960}}], 'TotalGpuMemoryInMiB': 327680}\",30.09784,"
+        "7.520500,ap-northeast-1,apne1-az4,x86_64\n")
+    (o,) = load_catalog([f], builtin=False).offerings
+    assert (o.gpu, o.gpu_count, o.price, o.spot_price, o.zone) == (
+        "A100", 8, 30.09784, 7.5205, "apne1-az4")
+
+
 def test_price_outliers_against_the_gpu_median():
-    # median per GPU-hour of these H100 rows: 2.0; 10× above or 20× below is suspect
+    # median per GPU-hour of these H100 rows: 2.0; 10× above or 50× below is suspect
     rows = [offering(instance_type=f"n{i}", price=16.0) for i in range(5)]  # $2/GPU-h
     high = offering(instance_type="high", price=16.0 * 10.5)  # $21/GPU-h = 10.5×
-    low = offering(instance_type="low", price=16.0 / 21)  # 1/21 of the median
-    ok = offering(instance_type="ok", price=16.0 / 15)  # marketplace-cheap, 1/15: kept
+    low = offering(instance_type="low", price=16.0 / 60)  # 1/60 of the median
+    ok = offering(instance_type="ok", price=16.0 / 29)  # marketplace-cheap, 1/29: kept
     median = medians([*rows, high, low, ok])
     assert median["H100"] == pytest.approx(2.0)
     assert "10.5× the H100 median $2.00" in reason(high, median)
-    assert "1/21 of the H100 median" in reason(low, median)
+    assert "1/60 of the H100 median" in reason(low, median)
     assert reason(ok, median) is None
     usable, suspect = check([*rows, high, low, ok], frozenset({low}))
     assert high not in usable and low in usable  # trusted: kept, and still listed
