@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from provision.catalog import Catalog, Offering, load_catalog
+from provision.catalog import Catalog, Offering, Suspect, load_catalog
 from provision.errors import NothingFits
 from provision.explain import (
     DEFAULT_DEADLINE_HOURS,
@@ -44,12 +44,14 @@ STALE_DAYS = 30  # prices older than this get a warning
 SUSPECTS_NAMED = 3  # suspect rows named in a plan's warning (`catalog --suspect` lists all)
 
 
-def creatable_providers() -> frozenset[str]:
-    """Providers `provision up` can create nodes on (the backends' table), plus the fixed
-    hardware of local and bare-metal plans."""
-    from provision.backends.registry import PROVIDER_BACKENDS
+# Providers `provision up` can create nodes on: provision.backends.registry.PROVIDER_BACKENDS
+# (a test keeps the two equal; importing the backends here would slow every `plan`), plus the
+# fixed hardware of local and bare-metal plans.
+CREATABLE = frozenset({"aws", "gcp", "local", "baremetal"})
 
-    return frozenset(PROVIDER_BACKENDS) | {"local", "baremetal"}
+
+def creatable_providers() -> frozenset[str]:
+    return CREATABLE
 
 
 @dataclass
@@ -61,6 +63,7 @@ class PlanOutcome:
     warnings: list[str] = field(default_factory=list)
     relax: list[str] = field(default_factory=list)  # what to change when nothing fits
     today: date = field(default_factory=date.today)
+    suspects: list[Suspect] = field(default_factory=list)  # set-aside rows this plan could use
 
     @property
     def choice(self) -> Candidate | None:
@@ -123,7 +126,7 @@ class PlanOutcome:
             "warnings": list(self.warnings),
             "relax": list(self.relax),
             "considered": self.result.considered,
-            "catalog": catalog_json(self.catalog, self.today),
+            "catalog": catalog_json(self.catalog, self.today, self.suspects),
         }
 
 
@@ -137,13 +140,15 @@ def _r(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def catalog_json(catalog: Catalog, today: date) -> dict:
-    """Per-provider price dates and the rows set aside as suspect."""
+def catalog_json(catalog: Catalog, today: date, suspects: Sequence[Suspect] = ()) -> dict:
+    """Per-provider price dates, the count of rows set aside as suspect, and those of them this
+    plan could have used (`provision catalog --suspect -o json` lists them all)."""
     return {
         "providers": {p: {"as_of": d.as_of.isoformat() if d.as_of else None,
                           "age_days": d.age_days(today), "basis": d.basis}
                       for p, d in sorted(catalog.dates.items())},
-        "suspect_rows": [s.to_json() for s in catalog.suspect],
+        "suspect_total": len(catalog.suspect),
+        "suspect_rows": [s.to_json() for s in suspects],
     }
 
 
@@ -285,9 +290,17 @@ def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = (), *,
     return load_catalog(paths, trust=named if trust else ())
 
 
+def relevant_suspects(catalog: Catalog, criteria: Criteria, need: Need) -> list[Suspect]:
+    """Suspect rows the plan could have used, the cheapest real-looking ones first: the rows
+    that could have changed the choice."""
+    return sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)
+                   and _could_run(need, catalog, s.offering)),
+                  key=lambda s: (s.placeholder, s.per_gpu_hour))
+
+
 def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date,
-                     need: Need = NO_WORKLOAD) -> list[str]:
-    """Old prices and suspect rows, for the providers and hardware this plan considers."""
+                     relevant: Sequence[Suspect] = ()) -> list[str]:
+    """Old prices, and the suspect rows this plan could have used."""
     out: list[str] = []
     stale = []
     for provider, d in sorted(catalog.dates.items()):
@@ -301,10 +314,6 @@ def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date,
     if stale:
         out.append(f"catalog prices older than {STALE_DAYS} days: {', '.join(stale)}; run "
                    "`provision catalog refresh` or pass a newer SkyPilot catalog with --catalog")
-    # the cheapest real-looking suspects first: the rows that could have changed the choice
-    relevant = sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)
-                       and _could_run(need, catalog, s.offering)),
-                      key=lambda s: (s.placeholder, s.per_gpu_hour))
     kept = [s for s in relevant if s.kept]
     aside = [s for s in relevant if not s.kept]
     for rows, what in ((kept, "kept because --trust-catalog was given"),
@@ -341,7 +350,8 @@ def make_plan(
     result = optimize(need, catalog, criteria)
     outcome = PlanOutcome(loaded, catalog, need, result, warnings=list(need.warnings),
                           today=today or date.today())
-    outcome.warnings += catalog_warnings(catalog, criteria, outcome.today, need)
+    outcome.suspects = relevant_suspects(catalog, criteria, need)
+    outcome.warnings += catalog_warnings(catalog, criteria, outcome.today, outcome.suspects)
     if result.choice is None and _explicit(criteria):
         # An explicit choice bypasses the optimizer: honour it and say what is wrong with it.
         usable = [c for c in result.rejected if c.reason_kind in EXPLICIT_OVERRIDABLE]

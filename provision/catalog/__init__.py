@@ -122,7 +122,7 @@ def _csv_files(path: Path) -> list[Path]:
 
 
 T = TypeVar("T")
-CACHE_FORMAT = 3  # bump when Offering, the parsing or the checks change shape
+CACHE_FORMAT = 4  # bump when Offering, the parsing or the checks change shape
 
 
 def _digest(path: Path) -> str:
@@ -204,7 +204,8 @@ def load_catalog(extra: Sequence[Path] = (), *, builtin: bool = True,
     roles = [("builtin", builtin_files),
              *((("trusted" if f.resolve() in trusted else "user"), [f]) for f in user_files)]
 
-    def build() -> tuple[list[Offering], Counter[str], list[Suspect], dict[str, CatalogDate]]:
+    def build() -> tuple[list[Offering], Counter[str], list[Suspect], dict[str, CatalogDate],
+                         list[OfferingGroup]]:
         offerings: list[Offering] = []
         skipped: Counter[str] = Counter()
         dates: dict[str, CatalogDate] = {}
@@ -226,11 +227,11 @@ def load_catalog(extra: Sequence[Path] = (), *, builtin: bool = True,
         # Some source files repeat rows verbatim (GCP's TPU rows); keep the first of each.
         unique = list(dict.fromkeys(offerings))
         usable, suspect = check(unique, frozenset(trusted_rows))
-        return usable, skipped, suspect, dates
+        return usable, skipped, suspect, dates, group_offerings(usable)
 
-    usable, skipped, suspect, dates = _cached(_cache_path(roles), build)
+    usable, skipped, suspect, dates, groups = _cached(_cache_path(roles), build)
     return Catalog(gpus=gpus, offerings=usable, files=[*builtin_files, *user_files],
-                   skipped=skipped, suspect=suspect, dates=dates)
+                   skipped=skipped, suspect=suspect, dates=dates, _groups=groups)
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,13 @@ def test_pinned_hardware_beats_the_default_deadline(tmp_path):
     assert any("beyond the 720 h default deadline" in w for w in out.warnings)
 
 
+def test_creatable_providers_are_the_backends_table():
+    from provision.backends.registry import PROVIDER_BACKENDS
+    from provision.planner import CREATABLE
+
+    assert frozenset(PROVIDER_BACKENDS) | {"local", "baremetal"} == CREATABLE
+
+
 def test_only_providers_up_can_create_unless_asked(tmp_path):
     text = """
         name: demo
