@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from provision.catalog import Catalog, Offering, OfferingGroup
 from provision.catalog.specs import GpuSpec
 from provision.estimate import cost_usd, decode_tokens_per_s, training_hours
+from provision.search import first_true, last_true
 from provision.sizing import Layout, Need
 
 NO_BF16 = ("volta", "turing", "pascal")
@@ -366,35 +367,13 @@ def _group_candidate(ev: _Evaluator, o: Offering, spot: bool) -> Candidate:
 
         if too_slow(n_max):
             return ev.candidate(o, spot, n_max)
-        n_low = _first_true(n_min, n_max, lambda n: not too_slow(n))
+        n_low = first_true(n_min, n_max, lambda n: not too_slow(n))
     first = ev.candidate(o, spot, n_low)
     if not first.feasible or c.objective != "time" or not ev.need.flops:
         return first
     # price and budget grow with nodes: they hold up to some node count
-    n_best = _last_true(n_low, n_max, lambda n: ev.violation(o, spot, n) is None)
+    n_best = last_true(n_low, n_max, lambda n: ev.violation(o, spot, n) is None)
     return ev.candidate(o, spot, n_best) if n_best != n_low else first
-
-
-def _first_true(lo: int, hi: int, pred) -> int:
-    """Smallest n in [lo, hi] with pred(n), for pred false…true; pred(hi) must hold."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if pred(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _last_true(lo: int, hi: int, pred) -> int:
-    """Largest n in [lo, hi] with pred(n), for pred true…false; pred(lo) must hold."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if pred(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def optimize(need: Need, catalog: Catalog, criteria: Criteria) -> Result:

@@ -60,6 +60,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from provision.plan.schema import Workload
+from provision.search import first_true
 
 GB = 1e9
 BYTES: dict[str, float] = {
@@ -223,16 +224,7 @@ class Need:
         def ok(n: int) -> bool:
             return self.fits(self.layout(gpus_per_node, n, shards_kv=shards_kv), capacity_gb)
 
-        if not ok(limit):
-            return None
-        lo, hi = 1, limit
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return first_true(1, limit, ok) if ok(limit) else None
 
 
 def shape_of(workload: Workload) -> Shape:

@@ -14,20 +14,18 @@ hardware tables the parsing uses): an unchanged catalog is loaded from one pickl
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
 
 from provision import __version__
 from provision.catalog.dates import CatalogDate, file_date, shipped_dates
 from provision.catalog.offerings import HOURS_PER_MONTH, Offering
 from provision.catalog.specs import GpuSpec, GpuTable, gpu_table
 from provision.catalog.validate import Suspect, check
+from provision.datacache import cache_dir, cached
 from provision.errors import InputError
 
 __all__ = [
@@ -121,7 +119,6 @@ def _csv_files(path: Path) -> list[Path]:
     raise InputError(f"{path}: catalog path does not exist")
 
 
-T = TypeVar("T")
 CACHE_FORMAT = 4  # bump when Offering, the parsing or the checks change shape
 
 
@@ -136,7 +133,6 @@ def _digest(path: Path) -> str:
 def _cache_path(parts: Sequence[tuple[str, Sequence[Path]]]) -> Path | None:
     """Where the checked catalog for these inputs is cached: keyed by the SHA-256 of every
     input file (and their roles), of the data files that shape parsing, and the version."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     data = Path(str(resources.files("provision.catalog") / "data"))
     key = hashlib.sha256(f"{__version__}:{CACHE_FORMAT}".encode())
     try:
@@ -149,28 +145,7 @@ def _cache_path(parts: Sequence[tuple[str, Sequence[Path]]]) -> Path | None:
                 key.update(f"{role}\0{f.name}\0{_digest(f)}\0{stamp}\n".encode())
     except OSError:
         return None
-    return Path(root) / "provision" / f"catalog-{key.hexdigest()[:32]}.pickle"
-
-
-def _cached(cache: Path | None, build: Callable[[], T]) -> T:
-    """``build()``'s result through the pickle cache when it is usable."""
-    if cache is not None and cache.exists():
-        try:
-            with cache.open("rb") as fh:
-                return pickle.load(fh)
-        except Exception:  # a stale or truncated cache is only a cache
-            pass
-    value = build()
-    if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            with tmp.open("wb") as fh:
-                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
-    return value
+    return cache_dir() / f"catalog-{key.hexdigest()[:32]}.pickle"
 
 
 def _parse(files: Iterable[Path], gpus: GpuTable) -> tuple[list[Offering], Counter[str],
@@ -229,7 +204,7 @@ def load_catalog(extra: Sequence[Path] = (), *, builtin: bool = True,
         usable, suspect = check(unique, frozenset(trusted_rows))
         return usable, skipped, suspect, dates, group_offerings(usable)
 
-    usable, skipped, suspect, dates, groups = _cached(_cache_path(roles), build)
+    usable, skipped, suspect, dates, groups = cached(_cache_path(roles), build)
     return Catalog(gpus=gpus, offerings=usable, files=[*builtin_files, *user_files],
                    skipped=skipped, suspect=suspect, dates=dates, _groups=groups)
 
