@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from provision.catalog import Catalog, Offering, OfferingGroup
 from provision.catalog.specs import GpuSpec
 from provision.estimate import cost_usd, decode_tokens_per_s, training_hours
-from provision.sizing import Need
+from provision.search import first_true, last_true
+from provision.sizing import Layout, Need
 
 NO_BF16 = ("volta", "turing", "pascal")
+SIZE_FREE_REASONS = ("framework", "consumer", "precision")  # hold whatever the GPU count
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Criteria:
     providers: frozenset[str] | None = None
     regions: tuple[str, ...] | None = None  # shell patterns matched against region and zone
     gpus: frozenset[str] | None = None  # canonical names
-    require_nvlink: bool = False
+    require_nvlink: bool = False  # every GPU of a node on one NVLink/NVSwitch domain
     allow_consumer: bool = True
     mfu: float = 0.4
     context: int = 4096
@@ -102,12 +104,12 @@ class Candidate:
     price_per_hour: float  # whole cluster, USD
     hours: float | None
     cost_usd: float | None
-    load_per_gpu_gb: float
-    headroom: float  # fraction of GPU memory left free
+    load_per_gpu_gb: float  # memory on the busiest GPU of the layout (need.peak_gb)
+    headroom: float  # fraction of the busiest GPU's memory left free
     tokens_per_s: float | None = None  # inference decode estimate
     rejected_because: str | None = None
     reason_kind: str | None = None  # memory | multi_node | nvlink | consumer | precision |
-    # deadline | max_price | budget
+    # framework | deadline | max_price | budget
 
     @property
     def gpus(self) -> int:
@@ -135,17 +137,20 @@ class Result:
     def rejected_cheaper(self, n: int = 6) -> list[Candidate]:
         """Rejected options cheaper than the choice (or all, when nothing fits), closest to
         winning first, one per GPU shape and reason: the 'why not this cheaper thing?' list.
-        Closest: options that fit in memory but broke another rule, then the ones with the
-        most memory."""
-        limit = self.choice.price_per_hour if self.choice else float("inf")
+        Cheaper compares total cost when both have one (the workload has a length), else the
+        price per hour. Closest: options that fit in memory but broke another rule, then the
+        ones with the most memory."""
+        choice = self.choice
         seen: set[tuple] = set()
         out = []
-        pool = [c for c in self.rejected if c.price_per_hour < limit]
+        pool = [c for c in self.rejected if choice is None or _cheaper(c, choice)]
         pool.sort(key=lambda c: (c.reason_kind == "memory", -c.offering.gpu_count
                                  * self.gpu_memory.get(c.offering.gpu, 0.0) * c.nodes,
                                  c.price_per_hour))
         for c in pool:
-            key = (c.offering.gpu, c.offering.gpu_count, c.reason_kind)
+            key: tuple = (c.offering.gpu, c.offering.gpu_count, c.reason_kind)
+            if c.reason_kind in SIZE_FREE_REASONS:  # one line says it for every size
+                key = (c.reason_kind, c.rejected_because)
             if key in seen:
                 continue
             seen.add(key)
@@ -153,6 +158,12 @@ class Result:
             if len(out) == n:
                 break
         return out
+
+
+def _cheaper(c: Candidate, choice: Candidate) -> bool:
+    if c.cost_usd is not None and choice.cost_usd is not None:
+        return c.cost_usd < choice.cost_usd
+    return c.price_per_hour < choice.price_per_hour
 
 
 def rank_key(c: Candidate, criteria: Criteria) -> tuple:
@@ -187,6 +198,11 @@ class _Evaluator:
     def capacity(self, spec: GpuSpec) -> float:
         return spec.memory_gb * (1.0 - self.criteria.min_headroom)
 
+    def layout(self, o: Offering, nodes: int) -> Layout:
+        """How the workload is placed on ``nodes`` nodes of ``o`` (JAX shards the KV cache
+        over a TPU slice's chips; GPU serving engines split it by heads and stages)."""
+        return self.need.layout(o.gpu_count, nodes, shards_kv=self.spec(o).is_tpu)
+
     def hardware_reason(self, o: Offering) -> tuple[str, str] | None:
         """Reasons that hold for every node count and market (memoised per hardware)."""
         key = (o.gpu, o.gpu_count, o.interconnect)
@@ -200,39 +216,48 @@ class _Evaluator:
         if spec.gpu_class == "consumer" and not c.allow_consumer:
             return ("consumer", f"consumer GPU ({o.gpu}: no ECC, not built for long multi-GPU "
                                 "runs); set constraints.allow_consumer: true to allow")
+        if spec.is_tpu and need.kind != "none":
+            if need.method == "qlora":
+                return ("framework", "QLoRA (bitsandbytes) runs on CUDA GPUs only, not TPUs")
+            if need.framework == "pytorch":
+                return ("framework", "TPUs run JAX or PyTorch/XLA: set workload.framework: jax "
+                                     "(or pytorch_xla) to consider them")
         if need.kind in ("training", "finetune") and need.precision == "bf16" and (
             spec.arch in NO_BF16
         ):
             return ("precision", f"{o.gpu} ({spec.arch}) has no bf16; use precision: fp16")
         if c.require_nvlink and o.gpu_count > 1 and o.nvlink_domain < o.gpu_count:
-            return ("nvlink", f"no NVLink for tensor parallel ({o.interconnect} between "
-                              f"{o.gpu_count} GPUs)")
+            return ("nvlink", f"constraints.require_nvlink: {o.interconnect} does not join all "
+                              f"{o.gpu_count} GPUs with NVLink")
+        tp = min(need.tensor_parallel, o.gpu_count)
+        if need.asks_tensor_parallel and tp > 1 and o.nvlink_domain < tp:
+            return ("nvlink", f"tensor_parallel {need.tensor_parallel} needs NVLink between "
+                              f"{tp} GPUs ({o.interconnect}: NVLink domain of "
+                              f"{o.nvlink_domain})")
         return None
 
     def min_nodes(self, o: Offering) -> int | None:
         spec = self.spec(o)
         limit = self.criteria.max_nodes if o.multi_node else 1
-        g = self.need.min_gpus(self.capacity(spec), o.gpu_count * limit)
-        if g is None:
-            return None
-        return -(-g // o.gpu_count)
+        return self.need.min_nodes(o.gpu_count, self.capacity(spec), limit,
+                                   shards_kv=spec.is_tpu)
 
     def memory_reason(self, o: Offering, nodes: int) -> tuple[str, str] | None:
         spec = self.spec(o)
-        gpus = o.gpu_count * nodes
-        if self.need.fits(gpus, self.capacity(spec)):
+        layout = self.layout(o, nodes)
+        cap = self.capacity(spec)
+        peak = self.need.peak_gb(layout)
+        if peak <= cap:
             return None
-        have = spec.memory_gb * gpus
-        total = self.need.total_gb(gpus)
         where = f"{nodes} × " if nodes > 1 else ""
-        usable = have * (1.0 - self.criteria.min_headroom)
-        text = (f"does not fit: {total:,.0f} GB needed > {where}{o.gpu_count} × "
-                f"{spec.memory_gb:g} GB = {have:,.0f} GB")
-        if total <= have:
-            text += f" less {self.criteria.min_headroom:.0%} headroom ({usable:,.0f} GB usable)"
-        if self.need.per_gpu_gb >= self.capacity(spec):
+        per_gpu = self.need.placed(layout)
+        biggest = ", ".join(f"{k} {v:,.1f}" for k, v in
+                            sorted(per_gpu.items(), key=lambda kv: -kv[1])[:3])
+        text = (f"does not fit: {peak:,.1f} GB on the busiest GPU of {where}{o.gpu_count} × "
+                f"{o.gpu} ({biggest}) > {cap:,.1f} GB usable of {spec.memory_gb:g} GB")
+        if self.need.per_gpu_gb >= cap:
             text = (f"does not fit: {self.need.per_gpu_gb:.1f} GB per GPU (activations, "
-                    f"overhead) > {self.capacity(spec):.1f} GB usable on {o.gpu}")
+                    f"overhead) > {cap:.1f} GB usable on {o.gpu}")
         return ("memory", text)
 
     def _numbers(self, o: Offering, spot: bool, nodes: int) -> tuple[float, float | None,
@@ -253,7 +278,7 @@ class _Evaluator:
             return "hardware"
         if nodes > 1 and not o.multi_node:
             return "multi_node"
-        if not self.need.fits(o.gpu_count * nodes, self.capacity(self.spec(o))):
+        if not self.need.fits(self.layout(o, nodes), self.capacity(self.spec(o))):
             return "memory"
         cluster_price, hours, cost = self._numbers(o, spot, nodes)
         if (c.deadline_hours is not None and self.need.flops and hours is not None
@@ -272,10 +297,10 @@ class _Evaluator:
         configuration; ``reason`` overrides the rules when the caller already knows it."""
         spec = self.spec(o)
         c, need = self.criteria, self.need
-        gpus = o.gpu_count * nodes
         cluster_price, hours, cost = self._numbers(o, spot, nodes)
-        load = need.load_per_gpu(gpus)
-        tps = (decode_tokens_per_s(need, spec, o, nodes, c.context, c.batch)
+        layout = self.layout(o, nodes)
+        load = need.peak_gb(layout)
+        tps = (decode_tokens_per_s(need, spec, layout, c.context, c.batch)
                if need.kind == "inference" else None)
         if reason is None:
             kind = self.violation(o, spot, nodes)
@@ -342,35 +367,13 @@ def _group_candidate(ev: _Evaluator, o: Offering, spot: bool) -> Candidate:
 
         if too_slow(n_max):
             return ev.candidate(o, spot, n_max)
-        n_low = _first_true(n_min, n_max, lambda n: not too_slow(n))
+        n_low = first_true(n_min, n_max, lambda n: not too_slow(n))
     first = ev.candidate(o, spot, n_low)
     if not first.feasible or c.objective != "time" or not ev.need.flops:
         return first
     # price and budget grow with nodes: they hold up to some node count
-    n_best = _last_true(n_low, n_max, lambda n: ev.violation(o, spot, n) is None)
+    n_best = last_true(n_low, n_max, lambda n: ev.violation(o, spot, n) is None)
     return ev.candidate(o, spot, n_best) if n_best != n_low else first
-
-
-def _first_true(lo: int, hi: int, pred) -> int:
-    """Smallest n in [lo, hi] with pred(n), for pred false…true; pred(hi) must hold."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if pred(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _last_true(lo: int, hi: int, pred) -> int:
-    """Largest n in [lo, hi] with pred(n), for pred true…false; pred(lo) must hold."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if pred(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def optimize(need: Need, catalog: Catalog, criteria: Criteria) -> Result:

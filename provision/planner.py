@@ -7,16 +7,28 @@ Markdown and that later stages read the chosen configuration from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
-from provision.catalog import Catalog, load_catalog
+from provision.catalog import Catalog, Offering, Suspect, load_catalog
 from provision.errors import NothingFits
+from provision.explain import (
+    DEFAULT_DEADLINE_HOURS,
+    choice_warnings,
+    label,
+    lost_because,
+    relax,
+)
 from provision.optimizer import Candidate, Criteria, Result, optimize, rank_key
 from provision.plan.load import LoadedPlan
-from provision.plan.schema import close_matches
-from provision.sizing import Need, size
+from provision.plan.schema import Resources, close_matches
+from provision.sizing import Layout, Need, size
+
+__all__ = ["DEFAULT_DEADLINE_HOURS", "PlanOutcome", "creatable_providers", "label",
+           "lost_because", "make_plan"]
 
 NO_WORKLOAD = Need(
     kind="none",
@@ -28,6 +40,18 @@ NO_WORKLOAD = Need(
     weight_bytes_per_step=0.0,
     kv_bytes_per_token=0.0,
 )
+STALE_DAYS = 30  # prices older than this get a warning
+SUSPECTS_NAMED = 3  # suspect rows named in a plan's warning (`catalog --suspect` lists all)
+
+
+# Providers `provision up` can create nodes on: provision.backends.registry.PROVIDER_BACKENDS
+# (a test keeps the two equal; importing the backends here would slow every `plan`), plus the
+# fixed hardware of local and bare-metal plans.
+CREATABLE = frozenset({"aws", "gcp", "local", "baremetal"})
+
+
+def creatable_providers() -> frozenset[str]:
+    return CREATABLE
 
 
 @dataclass
@@ -38,32 +62,61 @@ class PlanOutcome:
     result: Result
     warnings: list[str] = field(default_factory=list)
     relax: list[str] = field(default_factory=list)  # what to change when nothing fits
+    today: date = field(default_factory=date.today)
+    suspects: list[Suspect] = field(default_factory=list)  # set-aside rows this plan could use
 
     @property
     def choice(self) -> Candidate | None:
         return self.result.choice
 
+    def layout(self) -> Layout:
+        """The chosen configuration's layout (one GPU when nothing was chosen)."""
+        choice = self.choice
+        if choice is None:
+            return self.need.layout(1, 1)
+        o = choice.offering
+        spec = self.catalog.gpus[o.gpu]
+        return self.need.layout(o.gpu_count, choice.nodes, shards_kv=spec.is_tpu)
+
+    def need_parts(self) -> tuple[float, float, float]:
+        """(model state over the cluster, per-GPU part on each GPU, GPUs): the headline need
+        told apart, so 2 GB of overhead × 256 chips is not mistaken for model size."""
+        layout = self.layout()
+        placed = self.need.placed(layout)
+        per_gpu_names = {c.name for c in self.need.components if c.per_gpu}
+        state = sum(v for k, v in placed.items() if k not in per_gpu_names) * layout.gpus
+        each = sum(v for k, v in placed.items() if k in per_gpu_names)
+        return state, each, layout.gpus
+
     def to_json(self) -> dict:
         """The documented machine-readable shape (README: `provision plan --output json`)."""
         choice = self.choice
-        gpus = choice.gpus if choice else 1
         need = self.need
-        alts = [_candidate_json(c, lost_because=lost_because(c, choice, self.result.criteria))
+        layout = self.layout()
+        creatable = creatable_providers()
+        alts = [_candidate_json(c, creatable,
+                                lost_because=lost_because(c, choice, self.result.criteria))
                 for c in self.result.alternatives()]
-        alts += [_candidate_json(c) for c in self.result.rejected_cheaper()]
+        alts += [_candidate_json(c, creatable) for c in self.result.rejected_cheaper()]
+        state, each, gpus = self.need_parts()
         return {
             "name": self.loaded.plan.name,
             "need": {
-                "memory_gb": round(need.total_gb(gpus), 2),
-                "breakdown": {k: round(v, 2) for k, v in need.breakdown(gpus).items()},
-                "shared_gb": round(need.shared_gb, 2),
-                "per_gpu_gb": round(need.per_gpu_gb, 2),
+                "memory_gb": _r(need.total_gb(layout)),
+                "breakdown": {k: _r(v) for k, v in need.breakdown(layout).items()},
+                "model_state_gb": _r(state),
+                "per_gpu_gb": _r(each),
+                "peak_gpu_gb": _r(need.peak_gb(layout)),
+                "peak_breakdown": {k: _r(v) for k, v in need.placed(layout).items()},
+                "layout": {"gpus_per_node": layout.gpus_per_node, "nodes": layout.nodes,
+                           "tensor_parallel": layout.tp, "pipeline_stages": layout.pp},
                 "gpus": gpus,
-                "flops": need.flops,
+                "flops": _finite(need.flops),
                 "params_b": need.params_b,
                 "active_params_b": need.active_params_b,
+                "decode_weight_gb_per_step": _r(need.weight_bytes_per_step / 1e9),
             },
-            "choice": _candidate_json(choice) if choice else None,
+            "choice": _candidate_json(choice, creatable) if choice else None,
             "estimate": {
                 "hours": _r(choice.hours) if choice else None,
                 "cost_usd": _r(choice.cost_usd) if choice else None,
@@ -73,14 +126,34 @@ class PlanOutcome:
             "warnings": list(self.warnings),
             "relax": list(self.relax),
             "considered": self.result.considered,
+            "catalog": catalog_json(self.catalog, self.today, self.suspects),
         }
 
 
+def _finite(x: float | None) -> float | None:
+    """JSON has no NaN or Infinity: a non-finite figure is reported as unknown (null)."""
+    return x if x is None or math.isfinite(x) else None
+
+
 def _r(x: float | None, nd: int = 2) -> float | None:
+    x = _finite(x)
     return None if x is None else round(x, nd)
 
 
-def _candidate_json(c: Candidate, lost_because: str | None = None) -> dict:
+def catalog_json(catalog: Catalog, today: date, suspects: Sequence[Suspect] = ()) -> dict:
+    """Per-provider price dates, the count of rows set aside as suspect, and those of them this
+    plan could have used (`provision catalog --suspect -o json` lists them all)."""
+    return {
+        "providers": {p: {"as_of": d.as_of.isoformat() if d.as_of else None,
+                          "age_days": d.age_days(today), "basis": d.basis}
+                      for p, d in sorted(catalog.dates.items())},
+        "suspect_total": len(catalog.suspect),
+        "suspect_rows": [s.to_json() for s in suspects],
+    }
+
+
+def _candidate_json(c: Candidate, creatable: frozenset[str],
+                    lost_because: str | None = None) -> dict:
     o = c.offering
     out = {
         "gpu": o.gpu,
@@ -92,37 +165,20 @@ def _candidate_json(c: Candidate, lost_because: str | None = None) -> dict:
         "region": o.region,
         "zone": o.zone or None,
         "spot": c.spot,
-        "price_per_hour": round(c.price_per_hour, 4),
+        "price_per_hour": _r(c.price_per_hour, 4),
         "billing_period": o.billing_period,
         "interconnect": o.interconnect,
         "hours": _r(c.hours),
         "cost_usd": _r(c.cost_usd),
-        "headroom": round(c.headroom, 4),
+        "peak_gpu_gb": _r(c.load_per_gpu_gb),
+        "headroom": _r(c.headroom, 4),
+        "tokens_per_s": _r(c.tokens_per_s),
+        "catalog_only": o.provider not in creatable,
         "rejected_because": c.rejected_because,
     }
     if lost_because is not None:
         out["lost_because"] = lost_because
     return out
-
-
-def lost_because(c: Candidate, choice: Candidate | None, criteria: Criteria) -> str:
-    if choice is None:
-        return ""
-    if criteria.objective == "time" and c.hours and choice.hours:
-        return f"slower: {c.hours:,.1f} h vs {choice.hours:,.1f} h"
-    if criteria.objective == "time" and c.tokens_per_s and choice.tokens_per_s:
-        return f"slower: ~{c.tokens_per_s:,.0f} vs ~{choice.tokens_per_s:,.0f} tokens/s"
-    if c.cost_usd is not None and choice.cost_usd is not None:
-        d = c.cost_usd - choice.cost_usd
-        pct = d / choice.cost_usd if choice.cost_usd else 0.0
-        if abs(pct) < 0.005 and c.hours and choice.hours:
-            return f"same cost, slower: {c.hours:,.1f} h vs {choice.hours:,.1f} h"
-        return f"costs ${d:,.0f} more (+{pct:.0%})"
-    d = c.price_per_hour - choice.price_per_hour
-    pct = d / choice.price_per_hour if choice.price_per_hour else 0.0
-    if abs(d) < 0.005:
-        return "same price; loses the tie-break (provider, type, region order)"
-    return f"${d:,.2f}/h more (+{pct:.0%})"
 
 
 def _names_check(loaded: LoadedPlan, catalog: Catalog) -> None:
@@ -160,11 +216,22 @@ def _names_check(loaded: LoadedPlan, catalog: Catalog) -> None:
                     f"{close_matches(r.instance_type, types)}"))
 
 
-def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need) -> Criteria:
+def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need, *,
+                 all_providers: bool = False) -> Criteria:
     plan = loaded.plan
     c, r, w = plan.constraints, plan.resources, plan.workload
-    multi_gpu_training = need.multi_gpu_needs_nvlink
     resolve = catalog.gpus.resolve
+    pinned = _pins_hardware(r)
+    if c.clouds:
+        providers: frozenset[str] | None = frozenset(c.clouds)
+    elif all_providers or (r is not None and (r.provider or r.gpu or r.instance_type)):
+        providers = None  # pinned hardware beats the default; the output marks catalog-only
+    else:
+        providers = creatable_providers()
+    if c.deadline_hours is not None:
+        deadline = c.deadline_hours
+    else:  # a default, not the user's: it yields to hardware the plan pins
+        deadline = DEFAULT_DEADLINE_HOURS if need.flops and not pinned else None
     return Criteria(
         objective=c.objective,
         min_headroom=c.min_headroom,
@@ -172,12 +239,11 @@ def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need) -> Criteria:
         spot=c.spot,
         max_price_per_hour=c.max_price_per_hour,
         budget_usd=c.budget_usd,
-        deadline_hours=(c.deadline_hours if c.deadline_hours is not None
-                        else DEFAULT_DEADLINE_HOURS if need.flops else None),
-        providers=frozenset(c.clouds) if c.clouds else None,
+        deadline_hours=deadline,
+        providers=providers,
         regions=tuple(c.regions) if c.regions else None,
         gpus=frozenset(resolve(g).name for g in c.gpus) if c.gpus else None,  # type: ignore[union-attr]
-        require_nvlink=c.require_nvlink if c.require_nvlink is not None else multi_gpu_training,
+        require_nvlink=bool(c.require_nvlink),
         allow_consumer=(c.allow_consumer if c.allow_consumer is not None
                         else need.kind in ("inference", "none")),
         mfu=w.mfu if w else 0.4,
@@ -194,142 +260,11 @@ def criteria_for(loaded: LoadedPlan, catalog: Catalog, need: Need) -> Criteria:
     )
 
 
-def _choice_warnings(outcome: PlanOutcome) -> list[str]:
-    choice, need, crit = outcome.choice, outcome.need, outcome.result.criteria
-    out: list[str] = []
-    if choice is None:
-        return out
-    o = choice.offering
-    spec = outcome.catalog.gpus[o.gpu]
-    if need.components and choice.headroom < crit.min_headroom + TIGHT_MARGIN:
-        gpus = outcome.catalog.gpus
-        bigger = sorted({o2.gpu for o2 in outcome.catalog.offerings
-                         if gpus[o2.gpu].vendor == spec.vendor
-                         and gpus[o2.gpu].memory_gb >= 1.25 * spec.memory_gb
-                         and gpus[o2.gpu].gpu_class == spec.gpu_class
-                         and (gpus[o2.gpu].nvlink_gbps > 0 or not spec.nvlink_gbps)},
-                        key=lambda g: (gpus[g].memory_gb, g))[:2]
-        hint = ("consider " + " or ".join(f"{g} ({gpus[g].memory_gb:g} GB)" for g in bigger)
-                if bigger else "consider more GPUs")
-        shrink = " or a shorter context / smaller batch" if need.kind == "inference" else ""
-        out.append(f"fits with only {choice.headroom:.0%} headroom; {hint}{shrink}")
-    if choice.gpus > 1 and o.nvlink_domain < o.gpu_count and need.kind != "none":
-        out.append(f"tensor parallel over {o.interconnect} (no NVLink) across {o.gpu_count} "
-                   "GPUs: expect lower throughput than an NVLink system")
-    if choice.nodes > 1:
-        out.append(f"needs {choice.nodes} nodes: tensor parallel inside each node "
-                   f"({o.nvlink_domain}-GPU NVLink domain), pipeline/data parallel across "
-                   f"nodes over {o.network_gbps:g} Gb/s")
-    if choice.spot:
-        out.append("spot capacity can be reclaimed with 30 s–2 min notice: checkpoint often")
-    if spec.gpu_class == "consumer":
-        out.append(f"{o.gpu} is a consumer GPU: no ECC and no server cooling; fine for "
-                   "experiments, risky for long multi-GPU runs")
-    if need.precision == "fp8" and not spec.fp8_tflops and need.kind != "none":
-        out.append(f"{o.gpu} has no FP8 tensor cores: FP8 weights run at BF16 speed")
-    if o.billing_period == "month":
-        out.append(f"{o.provider} bills monthly: the minimum charge is one month "
-                   f"(${(o.period_price or 0) * choice.nodes:,.0f})")
-    if o.hosts > 1:
-        out.append(f"{o.instance_type} is a multi-host slice: {o.hosts} TPU VM hosts")
-    best_spot = outcome.result.best_spot
-    if crit.spot == "never" and best_spot and best_spot.price_per_hour < choice.price_per_hour:
-        save = 1 - best_spot.price_per_hour / choice.price_per_hour
-        out.append(
-            f"spot would cost ${best_spot.price_per_hour:,.2f}/h ({save:.0%} less) on "
-            f"{best_spot.offering.provider} {best_spot.offering.instance_type}: set "
-            "constraints.spot: allowed if the job checkpoints")
-    if crit.budget_usd is None and choice.cost_usd is None and need.kind == "inference":
-        out.append("no workload.hours given: the estimate has no total cost, only $/h")
-    return out
-
-
-TIGHT_MARGIN = 0.05  # warn when the headroom is within 5 points of the minimum
-DEFAULT_DEADLINE_HOURS = 720.0  # 30 days: a pre-training run longer than that needs a human
-
-
-def _relax(outcome: PlanOutcome) -> list[str]:
-    """What to change when nothing fits, from the rejections' reasons."""
-    res, crit, need = outcome.result, outcome.result.criteria, outcome.need
-    if res.considered == 0:
-        return _why_nothing_considered(outcome)
-    by_kind: dict[str, list[Candidate]] = {}
-    for c in res.rejected:
-        by_kind.setdefault(c.reason_kind or "", []).append(c)
-    tips: list[str] = []
-    if "max_price" in by_kind:
-        cheapest = min(by_kind["max_price"], key=lambda c: c.price_per_hour)
-        tips.append(f"raise constraints.max_price_per_hour to ≥ ${cheapest.price_per_hour:,.2f}"
-                    f" ({_label(cheapest)})")
-    if "budget" in by_kind:
-        cheapest = min(by_kind["budget"], key=lambda c: c.cost_usd or 0.0)
-        tips.append(f"raise constraints.budget_usd to ≥ ${cheapest.cost_usd or 0:,.0f} "
-                    f"({_label(cheapest)}), or train on fewer tokens")
-    if "deadline" in by_kind:
-        fastest = min(by_kind["deadline"], key=lambda c: c.hours or 0.0)
-        tips.append(f"raise constraints.deadline_hours to ≥ {fastest.hours or 0:,.0f} "
-                    f"({_label(fastest)}) or constraints.max_nodes (now {crit.max_nodes})")
-    if "nvlink" in by_kind:
-        tips.append("set constraints.require_nvlink: false to allow tensor parallel over PCIe "
-                    "(slower)")
-    if "consumer" in by_kind:
-        tips.append("set constraints.allow_consumer: true to allow consumer GPUs")
-    if "multi_node" in by_kind:
-        tips.append("allow a provider that joins nodes into clusters (constraints.clouds)")
-    if "precision" in by_kind:
-        tips.append("use precision: fp16 on GPUs without bf16")
-    if "memory" in by_kind:
-        largest = max(res.rejected, key=lambda c: c.offering.gpu_count
-                      * outcome.catalog.gpus[c.offering.gpu].memory_gb
-                      * (crit.max_nodes if c.offering.multi_node else 1))
-        o = largest.offering
-        cap = outcome.catalog.gpus[o.gpu].memory_gb * (1 - crit.min_headroom)
-        g = need.min_gpus(cap, 1_000_000)
-        if g and o.multi_node:
-            nodes = -(-g // o.gpu_count)
-            tips.append(f"the workload needs {nodes} nodes of {o.gpu_count}×{o.gpu}: raise "
-                        f"constraints.max_nodes (now {crit.max_nodes}) to ≥ {nodes}")
-        shrink = ("lower precision (int8/int4), a shorter context or a smaller batch"
-                  if need.kind == "inference" else
-                  "method: lora/qlora, optimizer: adamw_8bit, or activation_checkpointing")
-        tips.append(f"or shrink the need: {shrink}; or lower constraints.min_headroom "
-                    f"(now {crit.min_headroom:.0%})")
-    return tips
-
-
-def _label(c: Candidate) -> str:
-    o = c.offering
-    nodes = f"{c.nodes} × " if c.nodes > 1 else ""
-    return f"{nodes}{o.gpu_count}×{o.gpu} {o.provider} {o.instance_type}{' spot' if c.spot else ''}"
-
-
-def _why_nothing_considered(outcome: PlanOutcome) -> list[str]:
-    crit, cat = outcome.result.criteria, outcome.catalog
-    tips = []
-    checks = [
-        ("constraints.clouds", crit.providers, lambda o: o.provider in crit.providers),
-        ("constraints.gpus", crit.gpus, lambda o: o.gpu in crit.gpus),
-        ("resources.gpu", crit.pin_gpu, lambda o: o.gpu == crit.pin_gpu),
-        ("resources.gpus_per_node", crit.pin_gpus_per_node,
-         lambda o: o.gpu_count == crit.pin_gpus_per_node),
-        ("resources.provider", crit.pin_provider, lambda o: o.provider == crit.pin_provider),
-        ("resources.instance_type", crit.pin_instance,
-         lambda o: o.instance_type == crit.pin_instance),
-        ("constraints.regions / resources.region", crit.region_re, crit.location_ok),
-        ("constraints.spot: required", crit.spot == "required" or None,
-         lambda o: o.spot_price is not None),
-    ]
-    pool = cat.offerings
-    for name, active, test in checks:
-        if not active:
-            continue
-        kept = [o for o in pool if test(o)]
-        if not kept:
-            tips.append(f"no offering is left once {name} applies (on top of the filters "
-                        "before it); widen it")
-            break
-        pool = kept
-    return tips or ["no offering matches the plan's filters; widen them"]
+def _pins_hardware(r: Resources | None) -> bool:
+    """resources names the node count and the hardware (an instance type, or a GPU with its
+    count per node): the user's choice, which defaults must not overrule."""
+    return r is not None and r.nodes is not None and (
+        r.instance_type is not None or (r.gpu is not None and r.gpus_per_node is not None))
 
 
 EXPLICIT_OVERRIDABLE = ("memory", "nvlink", "consumer", "precision")
@@ -340,8 +275,10 @@ def _explicit(c: Criteria) -> bool:
     return c.pin_nodes is not None and (c.pin_instance is not None or c.pin_gpu is not None)
 
 
-def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = ()) -> Catalog:
-    """The built-in catalog plus the plan's `catalog:` entries and command-line extras."""
+def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = (), *,
+                      trust: bool = False) -> Catalog:
+    """The built-in catalog plus the plan's `catalog:` entries and command-line extras.
+    ``trust``: keep suspect rows of the files the user named (they are still listed)."""
     from provision.catalog.refresh import user_catalog_files
 
     paths = [*user_catalog_files(),
@@ -349,21 +286,72 @@ def load_plan_catalog(loaded: LoadedPlan, extra: Sequence[Path] = ()) -> Catalog
     for i, p in enumerate(loaded.plan.catalog):
         if not loaded.resolve_path(p).exists():
             raise loaded.error(("catalog", i), f"{p}: no such file or directory")
-    return load_catalog(paths)
+    named = [*(loaded.resolve_path(p) for p in loaded.plan.catalog), *(Path(p) for p in extra)]
+    return load_catalog(paths, trust=named if trust else ())
+
+
+def relevant_suspects(catalog: Catalog, criteria: Criteria, need: Need) -> list[Suspect]:
+    """Suspect rows the plan could have used, the cheapest real-looking ones first: the rows
+    that could have changed the choice."""
+    return sorted((s for s in catalog.suspect if criteria.hardware_ok(s.offering)
+                   and _could_run(need, catalog, s.offering)),
+                  key=lambda s: (s.placeholder, s.per_gpu_hour))
+
+
+def catalog_warnings(catalog: Catalog, criteria: Criteria, today: date,
+                     relevant: Sequence[Suspect] = ()) -> list[str]:
+    """Old prices, and the suspect rows this plan could have used."""
+    out: list[str] = []
+    stale = []
+    for provider, d in sorted(catalog.dates.items()):
+        if criteria.providers is not None and provider not in criteria.providers:
+            continue
+        age = d.age_days(today)
+        if age is None:
+            stale.append(f"{provider} (date unknown)")
+        elif age > STALE_DAYS:
+            stale.append(f"{provider} {age:,} days (as of {d.as_of})")
+    if stale:
+        out.append(f"catalog prices older than {STALE_DAYS} days: {', '.join(stale)}; run "
+                   "`provision catalog refresh` or pass a newer SkyPilot catalog with --catalog")
+    kept = [s for s in relevant if s.kept]
+    aside = [s for s in relevant if not s.kept]
+    for rows, what in ((kept, "kept because --trust-catalog was given"),
+                       (aside, "set aside (`provision catalog --suspect` lists them)")):
+        if rows:
+            shown = "; ".join(s.describe() for s in rows[:SUSPECTS_NAMED])
+            more = (f"; and {len(rows) - SUSPECTS_NAMED} more"
+                    if len(rows) > SUSPECTS_NAMED else "")
+            out.append(f"{len(rows)} suspect catalog row(s) {what}: {shown}{more}")
+    return out
+
+
+def _could_run(need: Need, catalog: Catalog, o: Offering) -> bool:
+    """False for hardware the workload's framework rules out (TPUs for CUDA-only jobs)."""
+    tpu = catalog.gpus[o.gpu].is_tpu
+    return not (tpu and need.kind != "none"
+                and (need.framework == "pytorch" or need.method == "qlora"))
 
 
 def make_plan(
-    loaded: LoadedPlan, catalog: Catalog | None = None, *, extra_catalogs: Sequence[Path] = ()
+    loaded: LoadedPlan, catalog: Catalog | None = None, *, extra_catalogs: Sequence[Path] = (),
+    all_providers: bool = False, trust_catalog: bool = False, today: date | None = None,
 ) -> PlanOutcome:
-    """Size, optimize and explain. Raises NothingFits (exit 3) with the outcome attached."""
+    """Size, optimize and explain. Raises NothingFits (exit 3) with the outcome attached.
+
+    ``all_providers``: also consider catalog-only providers (ones `provision up` cannot
+    create nodes on) without listing them in constraints.clouds."""
     if catalog is None:
-        catalog = load_plan_catalog(loaded, extra_catalogs)
+        catalog = load_plan_catalog(loaded, extra_catalogs, trust=trust_catalog)
     _names_check(loaded, catalog)
     workload = loaded.plan.workload
     need = size(workload) if workload else NO_WORKLOAD
-    criteria = criteria_for(loaded, catalog, need)
+    criteria = criteria_for(loaded, catalog, need, all_providers=all_providers)
     result = optimize(need, catalog, criteria)
-    outcome = PlanOutcome(loaded, catalog, need, result, warnings=list(need.warnings))
+    outcome = PlanOutcome(loaded, catalog, need, result, warnings=list(need.warnings),
+                          today=today or date.today())
+    outcome.suspects = relevant_suspects(catalog, criteria, need)
+    outcome.warnings += catalog_warnings(catalog, criteria, outcome.today, outcome.suspects)
     if result.choice is None and _explicit(criteria):
         # An explicit choice bypasses the optimizer: honour it and say what is wrong with it.
         usable = [c for c in result.rejected if c.reason_kind in EXPLICIT_OVERRIDABLE]
@@ -375,9 +363,9 @@ def make_plan(
                 f"explicit resources honoured although {pick.rejected_because}: "
                 "expect out-of-memory or slow runs")
     if result.choice is None:
-        outcome.relax = _relax(outcome)
+        outcome.relax = relax(outcome)
         raise NothingFits(f"{loaded.path}: nothing in the catalog fits this plan", outcome)
-    outcome.warnings += _choice_warnings(outcome)
+    outcome.warnings += choice_warnings(outcome)
     # The software profile must work on the chosen hardware (or the local/bare-metal SKUs):
     # an impossible driver/CUDA/NCCL combination is an input error before any node exists.
     from provision.profile import plan_profiles

@@ -1,11 +1,21 @@
 """Size a workload into GPU memory and compute, from first principles.
 
-Everything is in GB = 1e9 bytes. A :class:`Need` has components that are *shared* (split across
-all GPUs by tensor/pipeline/ZeRO sharding: weights, gradients, optimizer state, KV cache) and
-components every GPU pays in full (*per GPU*: runtime overhead, activations of its micro-batch).
-A configuration of G GPUs with C GB each fits when
+Everything is in GB = 1e9 bytes. A :class:`Need` lists memory components; how each lands on
+the GPUs depends on the layout (:class:`Layout`), and fit is judged on the *busiest* GPU:
 
-    shared / G + per_gpu ≤ C × (1 − min_headroom)
+    peak_gb(layout) ≤ C × (1 − min_headroom)
+
+Layouts, as the engines that run the workload lay it out:
+
+- Serving (vLLM, SGLang): tensor parallel (TP) over each node's GPUs, pipeline stages (PP)
+  across nodes. Weights split over every GPU. The KV cache splits by KV heads over TP ranks and
+  by layers over stages; when TP exceeds the KV heads the engines *replicate* heads, so each GPU
+  holds max(1, ⌈kv_heads / tp⌉) heads of its stage's ⌈L / pp⌉ layers. DeepSeek's MLA latent
+  cache (one "head") is therefore not split across TP ranks at all. TPU slices run JAX, which
+  shards the cache over every chip.
+- Training and fine-tuning: FSDP / ZeRO-3 shards weights, gradients and optimizer state over
+  every GPU; each GPU runs its own micro-batch, so activations are per GPU. With
+  ``tensor_parallel: t`` (Megatron-style, sequence parallel) activations divide by t.
 
 Formulas (N = parameters, L = layers, h = hidden size, s = context, b = batch, V = vocabulary):
 
@@ -14,6 +24,8 @@ Formulas (N = parameters, L = layers, h = hidden size, s = context, b = batch, V
   (2 × V × h) in 16 bits, as GPTQ, AWQ and bitsandbytes do. MoE: every expert is resident, so N
   is the *total* parameter count; compute uses the *active* count.
 - KV cache (inference): 2 (K and V) × L × kv_heads × head_dim × s × b × bytes(kv precision).
+  The KV format is bf16 unless the plan sets ``kv_precision`` (engines keep KV in the
+  activation dtype by default, also for fp8 or int4 weights); fp32 plans keep fp32.
   When the architecture is unknown, L and h come from N ≈ 12·L·h² with h ≈ 128·L (the shape of
   Llama/Qwen models) and GQA with 8 KV heads of 128 is assumed; the plan says so.
 - Training state, mixed precision: weights 2 + gradients 2 + optimizer per parameter: AdamW 12
@@ -35,14 +47,20 @@ Formulas (N = parameters, L = layers, h = hidden size, s = context, b = batch, V
   here; they matter most on small GPUs.
 - Compute: training FLOPs = 6 · N_active · D (forward 2, backward 4 per parameter and token);
   LoRA/QLoRA ≈ 4 · N_active · D (frozen weights need no weight gradients).
+- Decode reads per step (inference): the weights a step touches plus the resident KV cache.
+  Dense models touch every weight. An MoE layer routes each of B tokens to k of E experts, so a
+  step touches E·(1 − (1 − k/E)^B) distinct experts in expectation (each expert is missed by a
+  token with probability 1 − k/E), plus the shared weights (attention, embeddings, shared
+  experts). Expert and shared sizes follow from the total and active counts:
+  per expert = (N − N_active) / (E − k), shared = N_active − k · per expert.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from provision.plan.schema import Workload
+from provision.search import first_true
 
 GB = 1e9
 BYTES: dict[str, float] = {
@@ -53,6 +71,7 @@ BYTES: dict[str, float] = {
     "int8": 1.0,
     "int4": 0.5 + 2.0 / 128,  # 4 bits + a 16-bit scale per group of 128
 }
+KV_BYTES: dict[str, float] = {**BYTES, "int4": 0.5}
 NF4_DOUBLE_QUANT = 0.5 + 0.127 / 8  # QLoRA paper: 0.127 bits/param of quantization constants
 OPTIMIZER_BYTES_MIXED = {"adamw": 12.0, "adamw_8bit": 6.0, "sgd": 8.0, "adafactor": 4.0}
 OPTIMIZER_BYTES_FP32 = {"adamw": 8.0, "adamw_8bit": 2.0, "sgd": 4.0, "adafactor": 0.0}
@@ -60,17 +79,24 @@ OVERHEAD_GB = {"inference": 2.5, "training": 3.0, "finetune": 3.0}
 PREFILL_CHUNK = 8192
 ACT_BYTES_PER_LAYER = 34  # × s·b·h, 16-bit activations (Korthikanti et al. 2022)
 MLP_RATIO = 3.5
-FALLBACK_KV_DIM = 8 * 128
+FALLBACK_KV_HEADS = 8
+FALLBACK_HEAD_DIM = 128
 
 
 @dataclass(frozen=True, slots=True)
 class Component:
-    """One line of the memory breakdown."""
+    """One line of the memory breakdown.
+
+    ``split`` says how the component lands on a layout's GPUs: shared components ("even")
+    divide over every GPU, the KV cache ("kv") by heads over TP ranks and layers over stages;
+    per-GPU components are paid in full on each GPU ("even") or divided by the TP degree
+    ("tp": training activations under tensor + sequence parallelism)."""
 
     name: str
     gb: float  # total over the cluster when shared, per GPU when per_gpu
     per_gpu: bool
     formula: str  # how the figure was computed, with its numbers
+    split: str = "even"
 
 
 @dataclass(frozen=True)
@@ -79,9 +105,33 @@ class Shape:
 
     layers: int
     hidden: int
-    kv_dim: int  # kv_heads × head_dim
+    kv_heads: int
+    head_dim: int
     vocab: int
     estimated: bool
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How the need is placed on ``gpus_per_node`` × ``nodes`` GPUs (see the module docstring).
+
+    ``kv_share`` is the fraction of the whole KV cache the busiest GPU holds; ``head_share``
+    the fraction of each layer's KV heads one GPU holds (1/tp, or more when replicated)."""
+
+    gpus_per_node: int
+    nodes: int
+    tp: int
+    pp: int
+    kv_share: float
+    head_share: float = 1.0
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_node * self.nodes
 
 
 @dataclass(frozen=True)
@@ -94,74 +144,151 @@ class Need:
     active_params_b: float
     components: tuple[Component, ...]
     flops: float | None  # total training FLOPs; None for inference
-    weight_bytes_per_step: float  # bytes of active weights read per decode step (inference)
+    weight_bytes_per_step: float  # bytes of weights one decode step reads (inference)
     kv_bytes_per_token: float
     warnings: tuple[str, ...] = field(default=())
-    multi_gpu_needs_nvlink: bool = False
+    layers: int = 1
+    kv_heads: int = 1
+    tensor_parallel: int = 1  # training: TP degree asked for (1 = FSDP only)
+    framework: str = "pytorch"
+    method: str | None = None
+    tf32: bool = False
+    mfu_given: bool = False  # the plan set mfu itself (no fp8 speed-up applied on top)
 
+    # -- whole-cluster figures ------------------------------------------------------------------
     @property
     def shared_gb(self) -> float:
+        """Model state split over the GPUs: weights, gradients, optimizer state, KV cache."""
         return sum(c.gb for c in self.components if not c.per_gpu)
 
     @property
     def per_gpu_gb(self) -> float:
+        """What every GPU pays in full: activations of its micro-batch, runtime overhead."""
         return sum(c.gb for c in self.components if c.per_gpu)
 
-    def load_per_gpu(self, gpus: int) -> float:
-        """GB each of ``gpus`` GPUs must hold."""
-        return self.shared_gb / gpus + self.per_gpu_gb
+    @property
+    def asks_tensor_parallel(self) -> bool:
+        return self.kind != "inference" and self.tensor_parallel > 1
 
-    def total_gb(self, gpus: int) -> float:
-        return self.shared_gb + self.per_gpu_gb * gpus
+    # -- placement on a layout -------------------------------------------------------------------
+    def layout(self, gpus_per_node: int, nodes: int, *, shards_kv: bool = False) -> Layout:
+        """The layout the serving engine or trainer uses on this hardware. ``shards_kv``: the
+        runtime shards the KV cache over every device (JAX on TPU slices)."""
+        gpus = gpus_per_node * nodes
+        if self.kind != "inference":
+            tp = max(1, min(self.tensor_parallel, gpus_per_node))
+            return Layout(gpus_per_node, nodes, tp, 1, 1.0 / gpus, 1.0 / tp)
+        tp, pp = gpus_per_node, nodes
+        if shards_kv:
+            return Layout(gpus_per_node, nodes, tp, pp, 1.0 / gpus, 1.0 / tp)
+        heads = max(1, -(-self.kv_heads // tp))  # replicated when tp > kv_heads
+        layers = -(-self.layers // pp) if pp <= self.layers else 1
+        head_share = heads / self.kv_heads
+        return Layout(gpus_per_node, nodes, tp, pp, head_share * layers / self.layers,
+                      head_share)
 
-    def breakdown(self, gpus: int) -> dict[str, float]:
-        """GB per component over the whole cluster of ``gpus`` GPUs."""
+    def placed(self, layout: Layout) -> dict[str, float]:
+        """GB of each component on the busiest GPU of ``layout``."""
         out: dict[str, float] = {}
         for c in self.components:
-            out[c.name] = out.get(c.name, 0.0) + (c.gb * gpus if c.per_gpu else c.gb)
+            if c.per_gpu:
+                gb = c.gb / layout.tp if c.split == "tp" else c.gb
+            else:
+                gb = c.gb * layout.kv_share if c.split == "kv" else c.gb / layout.gpus
+            out[c.name] = out.get(c.name, 0.0) + gb
         return out
 
-    def fits(self, gpus: int, capacity_gb: float) -> bool:
-        """The fit test used everywhere (optimizer and its brute-force reference alike)."""
-        return self.load_per_gpu(gpus) <= capacity_gb
+    def peak_gb(self, layout: Layout) -> float:
+        """Memory on the busiest GPU of ``layout``: what fit and headroom are judged on."""
+        return sum(self.placed(layout).values())
 
-    def min_gpus(self, capacity_gb: float, limit: int) -> int | None:
-        """Fewest GPUs of ``capacity_gb`` usable GB each that hold the need (≤ limit)."""
-        room = capacity_gb - self.per_gpu_gb
-        if room <= 0:
+    def breakdown(self, layout: Layout) -> dict[str, float]:
+        """GB per component over the whole cluster (replicated KV heads counted per copy)."""
+        return {k: v * layout.gpus for k, v in self.placed(layout).items()}
+
+    def total_gb(self, layout: Layout) -> float:
+        return sum(self.breakdown(layout).values())
+
+    def fits(self, layout: Layout, capacity_gb: float) -> bool:
+        """The fit test used everywhere (optimizer and its brute-force reference alike)."""
+        return self.peak_gb(layout) <= capacity_gb
+
+    def min_nodes(self, gpus_per_node: int, capacity_gb: float, limit: int, *,
+                  shards_kv: bool = False) -> int | None:
+        """Fewest nodes (≤ limit) of ``gpus_per_node`` GPUs with ``capacity_gb`` usable GB
+        each that hold the need, or None. The busiest GPU's load never grows with the node
+        count, so a binary search finds it in O(log limit) fit tests."""
+        if limit < 1:
             return None
-        g = max(1, math.ceil(self.shared_gb / room))
-        while g > 1 and self.fits(g - 1, capacity_gb):  # guard against rounding either way
-            g -= 1
-        while g <= limit and not self.fits(g, capacity_gb):
-            g += 1
-        return g if g <= limit else None
+
+        def ok(n: int) -> bool:
+            return self.fits(self.layout(gpus_per_node, n, shards_kv=shards_kv), capacity_gb)
+
+        return first_true(1, limit, ok) if ok(limit) else None
 
 
 def shape_of(workload: Workload) -> Shape:
     m = workload.model
+    vocab = m.vocab_size or 128_000
     if m.architecture_known:
         layers = int(m.layers)  # type: ignore[arg-type]
         hidden = m.hidden_size or int(m.kv_heads * m.head_dim * 8)  # type: ignore[operator]
-        return Shape(layers, hidden, int(m.kv_heads * m.head_dim),  # type: ignore[operator]
-                     m.vocab_size or 128_000, estimated=False)
+        return Shape(layers, hidden, int(m.kv_heads), int(m.head_dim),  # type: ignore[arg-type]
+                     vocab, estimated=False)
     # N ≈ 12·L·h² with h ≈ 128·L  →  L = (N / (12·128²))^(1/3)
     n = m.params_b * 1e9  # type: ignore[operator]
     layers = max(1, round((n / (12 * 128**2)) ** (1 / 3)))
     hidden = m.hidden_size or 128 * layers
-    return Shape(layers, hidden, FALLBACK_KV_DIM, m.vocab_size or 128_000, estimated=True)
+    return Shape(layers, hidden, m.kv_heads or FALLBACK_KV_HEADS,
+                 m.head_dim or FALLBACK_HEAD_DIM, vocab, estimated=True)
 
 
-def _kv_bytes(workload: Workload) -> float:
+def kv_bytes(workload: Workload) -> float:
+    """Bytes per KV value: the plan's kv_precision, else the activation dtype (bf16; fp32 for
+    fp32 plans), whatever the weight format."""
     if workload.kv_precision:
-        return BYTES[workload.kv_precision] if workload.kv_precision != "int4" else 0.5
-    return 1.0 if workload.precision == "fp8" else (4.0 if workload.precision == "fp32" else 2.0)
+        return KV_BYTES[workload.kv_precision]
+    return 4.0 if workload.precision == "fp32" else 2.0
+
+
+def moe_split(workload: Workload) -> tuple[float, float] | None:
+    """(shared parameters, parameters per routed expert) of an MoE model, or None."""
+    m = workload.model
+    if not (m.experts and m.experts_per_token and m.active_params_b):
+        return None
+    e, k = m.experts, m.experts_per_token
+    if e <= k:
+        return None
+    per_expert = (m.params_b - m.active_params_b) * 1e9 / (e - k)  # type: ignore[operator]
+    shared = m.active_params_b * 1e9 - k * per_expert
+    return max(0.0, shared), per_expert
+
+
+def distinct_experts(experts: int, top_k: int, tokens: int) -> float:
+    """Expected distinct experts ``tokens`` tokens route to (uniform routing): each expert is
+    missed by one token with probability 1 − k/E, so it is used with 1 − (1 − k/E)^B."""
+    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+
+
+def decode_weight_bytes(workload: Workload, n_active: float) -> tuple[float, str]:
+    """Bytes of weights one decode step of ``batch`` sequences reads, and how."""
+    per = BYTES[workload.precision]
+    split = moe_split(workload)
+    if split is None:
+        return n_active * per, f"{n_active / 1e9:.1f}B active params × {per:g} B"
+    shared, per_expert = split
+    m, b = workload.model, workload.batch
+    used = distinct_experts(m.experts, m.experts_per_token, b)  # type: ignore[arg-type]
+    touched = shared + used * per_expert
+    return touched * per, (f"{shared / 1e9:.1f}B shared + {used:.1f} of {m.experts} experts "
+                           f"× {per_expert / 1e9:.2f}B (batch {b}, top-{m.experts_per_token}) "
+                           f"× {per:g} B")
 
 
 def _weights(n: float, precision: str, shape: Shape, bytes_per: float | None = None) -> Component:
     per = BYTES[precision] if bytes_per is None else bytes_per
     if per < 2.0:
-        embed = 2 * shape.vocab * shape.hidden
+        embed = min(n, 2 * shape.vocab * shape.hidden)
         gb = ((n - embed) * per + embed * 2.0) / GB
         formula = (f"{(n - embed) / 1e9:.2f}B params × {per:.3f} B + embeddings "
                    f"{embed / 1e9:.2f}B × 2 B (kept 16-bit)")
@@ -180,11 +307,14 @@ def _train_activations(w: Workload, shape: Shape) -> Component:
         layer_bytes = ACT_BYTES_PER_LAYER * L * s * b * h
         how = f"34·{L}·s·b·h without checkpointing"
     logits = 4 * s * b * V
+    tp = w.tensor_parallel or 1
     return Component(
         "activations",
         (layer_bytes + logits) / GB,
         True,
-        f"{how} + fp32 logits 4·s·b·V (s={s}, b={b}, h={h}, V={V}) per GPU",
+        f"{how} + fp32 logits 4·s·b·V (s={s}, b={b}, h={h}, V={V}) per GPU"
+        + (f", ÷ {tp} tensor-parallel ranks" if tp > 1 else ""),
+        split="tp",
     )
 
 
@@ -204,8 +334,9 @@ def size(workload: Workload) -> Need:
     if shape.estimated:
         warnings.append(
             f"model architecture not given: KV cache and activations estimated for "
-            f"{shape.layers} layers, hidden {shape.hidden}, GQA 8×128 KV heads; give "
-            "workload.model layers, kv_heads, head_dim (or a known model name) for exact figures"
+            f"{shape.layers} layers, hidden {shape.hidden}, GQA {shape.kv_heads}×"
+            f"{shape.head_dim} KV heads; give workload.model layers, kv_heads, head_dim (or a "
+            "known model name) for exact figures"
         )
     if w.model.max_context and w.context > w.model.max_context:
         warnings.append(
@@ -217,16 +348,18 @@ def size(workload: Workload) -> Need:
     )
     comps: list[Component] = []
     flops: float | None = None
-    kv_per_token = 2 * shape.layers * shape.kv_dim * _kv_bytes(w)
-    needs_nvlink = False
+    kvb = kv_bytes(w)
+    kv_per_token = 2 * shape.layers * shape.kv_dim * kvb
+    step_bytes, _ = decode_weight_bytes(w, n_active)
 
     if w.kind == "inference":
         comps.append(_weights(n, w.precision, shape))
         kv = kv_per_token * w.context * w.batch
         comps.append(Component(
             "kv_cache", kv / GB, False,
-            f"2 × {shape.layers} layers × {shape.kv_dim} (kv_heads×head_dim) × {w.context} ctx "
-            f"× {w.batch} batch × {_kv_bytes(w):g} B",
+            f"2 × {shape.layers} layers × {shape.kv_heads}×{shape.head_dim} (kv_heads×head_dim)"
+            f" × {w.context} ctx × {w.batch} batch × {kvb:g} B",
+            split="kv",
         ))
         t = min(w.context * w.batch, PREFILL_CHUNK)
         comps.append(Component(
@@ -248,7 +381,6 @@ def size(workload: Workload) -> Need:
         ))
         comps.append(_train_activations(w, shape))
         flops = 6 * n_active * (w.tokens_b or 0) * 1e9 if w.tokens_b else None
-        needs_nvlink = True
     else:  # finetune with lora / qlora
         if w.method == "qlora":
             comps.append(_weights(n, w.precision, shape, bytes_per=NF4_DOUBLE_QUANT))
@@ -274,8 +406,14 @@ def size(workload: Workload) -> Need:
         active_params_b=n_active / 1e9,
         components=tuple(comps),
         flops=flops,
-        weight_bytes_per_step=n_active * BYTES[w.precision],
+        weight_bytes_per_step=step_bytes,
         kv_bytes_per_token=kv_per_token,
         warnings=tuple(warnings),
-        multi_gpu_needs_nvlink=needs_nvlink,
+        layers=shape.layers,
+        kv_heads=shape.kv_heads,
+        tensor_parallel=w.tensor_parallel or 1,
+        framework=w.framework,
+        method=w.method,
+        tf32=w.tf32,
+        mfu_given="mfu" in w.model_fields_set,
     )

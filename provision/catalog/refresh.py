@@ -27,7 +27,6 @@ from typing import Any
 
 from provision.catalog import builtin_catalog_dir
 from provision.errors import InputError, ProvisionError
-from provision.state import write_private
 
 SPOT_PRODUCTS = ("Linux/UNIX", "Linux/UNIX (Amazon VPC)")
 TYPES_PER_CALL = 100  # keep each DescribeSpotPriceHistory filter list modest
@@ -77,6 +76,8 @@ def write_rows(path: Path, header: list[str], rows: Iterable[dict[str, str]]) ->
     writer.writeheader()
     for row in rows:
         writer.writerow({k: row.get(k, "") for k in header})
+    from provision.state import write_private
+
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, buf.getvalue())
     path.chmod(0o644)  # prices are not secret; other tools may read the file

@@ -12,7 +12,8 @@ usageType OnDemand → Price, Preemptible → SpotPrice (TPU spot SKUs are told 
 
 Credentials: an API key in ``$PROVISION_GCP_API_KEY`` / ``$GOOGLE_API_KEY`` (the catalog is
 public data; any key with the Cloud Billing API enabled works), else an OAuth token from
-``gcloud auth print-access-token``.
+``gcloud auth print-access-token``. ``$PROVISION_GCP_BILLING_API`` points at another endpoint
+serving the same API (a proxy or mirror; the tests serve recorded pages on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from provision.catalog.refresh import (
 )
 
 API = "https://cloudbilling.googleapis.com/v1"
+API_ENV = "PROVISION_GCP_BILLING_API"  # another endpoint (a proxy or mirror), like AWS_ENDPOINT_URL
 SERVICES = {"compute": "6F81-5844-456A", "tpu": "E000-3F24-B8AA"}  # cloud.google.com/skus
 
 # Machine series → the words its CPU/RAM SKUs carry ("A3 Instance Core running in Americas").
@@ -111,7 +113,8 @@ def list_skus(service: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
     token = ""
     for _ in range(1000):  # bounded: the compute service has a few dozen pages
         query = {**params, "pageSize": "5000", **({"pageToken": token} if token else {})}
-        url = f"{API}/services/{SERVICES[service]}/skus?{urllib.parse.urlencode(query)}"
+        base = os.environ.get(API_ENV, API).rstrip("/")
+        url = f"{base}/services/{SERVICES[service]}/skus?{urllib.parse.urlencode(query)}"
         try:
             page = fetch(url, headers)
         except OSError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
+from provision.datacache import load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,5 +86,5 @@ class HardwareRules:
 
 @cache
 def hardware_rules() -> HardwareRules:
-    text = (resources.files("provision.catalog") / "data" / "hardware_rules.yaml").read_text()
-    return HardwareRules(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    return HardwareRules(load_yaml(resources.files("provision.catalog") / "data"
+                                   / "hardware_rules.yaml"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -44,6 +45,23 @@ _GCP_GPU_ROW_NAME = {
     "a4-highgpu": "B200",
     "g2-standard": "L4",
 }
+
+
+_LETTERS = str.maketrans({"ð": "d", "þ": "th", "æ": "ae", "ø": "o", "ß": "ss", "ł": "l"})
+_VAST_PLACE = re.compile(r"^([^,]+),\s*([A-Za-z]{2}),\s*([A-Za-z]{2})$")
+
+
+def vast_region(text: str) -> str:
+    """Vast lists a machine's place as "State or country, CC, continent" ("California, US,
+    NA"); as a region that is "us-california", so `regions: ["us-*"]` patterns match it. A place
+    that does not parse (Vast also lists ", US, NA") is returned as is, and the catalog checks
+    set such rows aside (catalog.validate)."""
+    m = _VAST_PLACE.match(text.strip())
+    if not m or not m.group(1).strip():
+        return text
+    ascii_place = unicodedata.normalize("NFKD", m.group(1).strip().lower().translate(_LETTERS))
+    place = re.sub(r"[^a-z0-9]+", "-", ascii_place.encode("ascii", "ignore").decode()).strip("-")
+    return f"{m.group(2).lower()}-{place}" if place else text
 
 
 def provider_of(path: Path, header: list[str], first_row: dict[str, str] | None) -> str:
@@ -170,6 +188,8 @@ class _Reader:
             self.skipped[f"{accel} (unpriced)"] += 1
             return None
         region = (row.get("Region") or "").strip()
+        if provider == "vast":
+            region = vast_region(region)
         return Offering(
             provider=provider,
             instance_type=instance or accel,

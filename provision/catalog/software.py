@@ -16,8 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from provision.datacache import load_yaml
 from provision.plan.software import Software
 
 _DATA = resources.files("provision.catalog") / "data"
@@ -94,7 +93,7 @@ class Matrix:
 @cache
 def software_matrix() -> Matrix:
     """The shipped matrix, read once per process."""
-    return Matrix(yaml.safe_load((_DATA / "software_matrix.yaml").read_text(encoding="utf-8")))
+    return Matrix(load_yaml(_DATA / "software_matrix.yaml"))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
+from provision.datacache import load_yaml
 
 _DATA = resources.files("provision.catalog") / "data"
 
@@ -48,7 +48,7 @@ class GpuSpec:
     memory_gb: float
     hbm_gbps: float
     bf16_tflops: float
-    fp32_tflops: float
+    fp32_tflops: float  # plain FP32 (CUDA cores; TPU: HIGHEST precision)
     fp8_tflops: float | None
     nvlink_gbps: float
     pcie_gen: int | None
@@ -56,21 +56,22 @@ class GpuSpec:
     source: str
     aliases: tuple[str, ...] = ()
     tpu: TpuTopology | None = None
+    tf32_tflops: float | None = None  # TF32 tensor cores (Ampere+); TPU: DEFAULT precision
 
     @property
     def is_tpu(self) -> bool:
         return self.tpu is not None
 
-    def peak_tflops(self, precision: str) -> float:
-        """Dense peak for the math a job in ``precision`` runs.
+    def peak_tflops(self, precision: str, *, tf32: bool = False) -> float:
+        """Dense peak that time estimates apply MFU to, for a job in ``precision``.
 
-        FP8 runs at the FP8 rate where the hardware has one (Hopper, Ada, Blackwell) and at the
-        BF16 rate elsewhere; INT8/INT4 are weight formats, computed in BF16; FP32 uses TF32.
+        BF16/FP16 and the weight formats (INT8/INT4 compute in BF16) use the BF16 rate. FP8 also
+        uses the BF16 rate: end-to-end FP8 training gains far less than the 2× peak ratio, so
+        the estimate applies a measured FP8 speed-up on top (provision.estimate). FP32 uses the
+        TF32 tensor rate only when ``tf32`` is on, else the plain FP32 rate.
         """
-        if precision == "fp8" and self.fp8_tflops:
-            return self.fp8_tflops
         if precision == "fp32":
-            return self.fp32_tflops
+            return (self.tf32_tflops or self.fp32_tflops) if tf32 else self.fp32_tflops
         return self.bf16_tflops
 
 
@@ -123,13 +124,13 @@ def _spec(name: str, d: dict) -> GpuSpec:
         source=d["source"],
         aliases=tuple(d.get("aliases", ())),
         tpu=TpuTopology(**tpu) if tpu else None,
+        tf32_tflops=float(d["tf32_tflops"]) if d.get("tf32_tflops") else None,
     )
 
 
 def load_gpu_table(path: Path | None = None) -> GpuTable:
     """Read a gpus.yaml (the shipped one by default)."""
-    text = path.read_text() if path else (_DATA / "gpus.yaml").read_text()
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = load_yaml(path or (_DATA / "gpus.yaml"))
     return GpuTable({name: _spec(name, d) for name, d in raw.items()})
 
 

@@ -67,8 +67,17 @@ def plan(
     ] = Output.table,
     catalog: CatalogOpt = None,
     alternatives: Annotated[
-        int, typer.Option(help="How many runner-up and rejected options to show.")
+        int, typer.Option(help="How many runner-up and rejected options to show.", min=0,
+                          max=1000)
     ] = 5,
+    all_providers: Annotated[bool, typer.Option(
+        "--all-providers", help="Also consider catalog-only providers (ones `provision up` "
+        "cannot create nodes on), marked 'catalog only'. Listing them in constraints.clouds "
+        "does the same for those providers.")] = False,
+    trust_catalog: Annotated[bool, typer.Option(
+        "--trust-catalog", help="Keep suspect rows (spot above on-demand, placeholder or "
+        "outlier prices, unparseable regions) of the files given with --catalog or the plan's "
+        "catalog: entries; they are still listed.")] = False,
 ) -> None:
     """Size the workload and pick the cheapest (or fastest) hardware that fits. Preview only:
     nothing is created.
@@ -98,7 +107,8 @@ def plan(
         render_local_plan(loaded, output.value, alternatives)
         return
     try:
-        outcome = make_plan(loaded, extra_catalogs=catalog or ())
+        outcome = make_plan(loaded, extra_catalogs=catalog or (), all_providers=all_providers,
+                            trust_catalog=trust_catalog)
     except NothingFits as exc:
         render_outcome(exc.result, output.value, alternatives)  # type: ignore[arg-type]
         raise typer.Exit(exc.exit_code) from None

@@ -41,11 +41,21 @@ def catalog_cmd(
     = None,
     catalog: CatalogOpt = None,
     output: Annotated[Output, typer.Option("--output", "--format", "-o")] = Output.table,
-    limit: Annotated[int, typer.Option(help="Rows to show (cheapest first); 0 for all.")] = 40,
+    limit: Annotated[int, typer.Option(help="Rows to show (cheapest first); 0 for all.",
+                                       min=0)] = 40,
+    suspect: Annotated[bool, typer.Option(
+        "--suspect", help="List the rows set aside as suspect (spot above on-demand, "
+        "placeholder or outlier prices, unparseable regions) instead of the usable ones.")]
+    = False,
+    trust_catalog: Annotated[bool, typer.Option(
+        "--trust-catalog", help="Keep suspect rows of the files given with --catalog.")]
+    = False,
 ) -> None:
     """List offerings (cheapest per hour first), e.g. `provision catalog --gpu H100 --spot`.
 
-    Prices refreshed with `provision catalog refresh` are used automatically.
+    Prices refreshed with `provision catalog refresh` are used automatically. The footer
+    gives each provider's price date; rows that fail the catalog checks are set aside
+    (`--suspect` lists them with the reason).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -53,13 +63,15 @@ def catalog_cmd(
     from provision.catalog.refresh import user_catalog_files
     from provision.cli.render_catalog import render_catalog
 
-    cat = load_catalog([*user_catalog_files(), *(catalog or ())])
-    rows = cat.filter(gpu=gpu, provider=provider, spot=spot, region=region, min_count=min_gpus)
+    cat = load_catalog([*user_catalog_files(), *(catalog or ())],
+                       trust=(catalog or ()) if trust_catalog else ())
+    rows = cat.filter(gpu=gpu, provider=provider, spot=spot, region=region, min_count=min_gpus,
+                      suspect=suspect)
     key = (lambda o: (o.spot_price, o.provider, o.instance_type)) if spot else (
         lambda o: (o.price if o.price is not None else float("inf"), o.provider, o.instance_type)
     )
     rows.sort(key=key)
-    render_catalog(cat, rows, output.value, limit)
+    render_catalog(cat, rows, output.value, limit, suspect=suspect)
 
 
 @catalog_app.command()

@@ -48,9 +48,6 @@ def preview(
     referenced by variable or file name. Offline, values the cloud assigns (ids, addresses)
     print as "(known after apply)".
     """
-    from provision.access import DEFAULT_USER
-    from provision.backends.registry import get_backend
-    from provision.backends.specs import cluster_spec, preview_ssh, target_of
     from provision.errors import InputError
     from provision.plan import load_plan
 
@@ -58,6 +55,10 @@ def preview(
     if loaded.plan.target == "local":
         raise InputError(f"{plan_file}: target local has no cloud stack to preview; "
                          "`provision up` creates podman containers on this machine")
+    require_cloud_extra()
+    from provision.access import DEFAULT_USER
+    from provision.backends.registry import get_backend
+    from provision.backends.specs import cluster_spec, preview_ssh, target_of
     outcome = None
     if loaded.plan.target != "baremetal":
         from provision.planner import make_plan
@@ -86,6 +87,22 @@ def preview(
     else:
         typer.echo(", ".join(f"{n} to {op}" for op, n in sorted(changes.items())) or
                    "no changes")
+
+
+def require_cloud_extra() -> None:
+    """Stacks run on Pulumi, which comes with the `cloud` extra: say how to install it
+    (exit 2) instead of failing on the import."""
+    import importlib.util
+
+    from provision.errors import InputError
+
+    try:
+        found = importlib.util.find_spec("pulumi") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise InputError("`provision preview` needs Pulumi and the cloud SDKs, which the cloud "
+                         "extra installs: pip install 'provision[cloud]'")
 
 
 def _headline(spec: Any, backend: str) -> str:
@@ -176,7 +193,7 @@ def render_host_plan(loaded: Any, output: str, alternatives: int = 0) -> None:
             "name": loaded.plan.name, "need": None, "choice": None, "estimate": None,
             "alternatives": [], "warnings": hw.warnings, "relax": []}
         data.update(target="baremetal", fits=fits, **view)
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(data, indent=2, allow_nan=False))
     else:
         table = Table("node", "address", "sku", "gpus", "role", "bmc",
                       title=f"Hosts of {loaded.plan.name} (bare metal: fixed, nothing to choose)"

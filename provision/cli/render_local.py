@@ -67,7 +67,7 @@ def render_local_plan(loaded: LoadedPlan, output: str, alternatives: int = 0) ->
             "name": loaded.plan.name, "need": None, "choice": None, "estimate": None,
             "alternatives": [], "warnings": [], "relax": []}
         data.update(target="local", **view)
-        typer.echo(json.dumps(data, indent=2))
+        typer.echo(json.dumps(data, indent=2, allow_nan=False))
     else:
         table = Table("node", "sku", "role", "faults",
                       title=f"Local nodes of {loaded.plan.name}: podman containers on this "

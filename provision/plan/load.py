@@ -5,13 +5,13 @@ ruamel.yaml keeps each key's position; pydantic's error locations are mapped bac
 A plan may come from anywhere (a pull request, a CI variable), so reading it is bounded: a
 regular file of at most 1 MiB (a FIFO or /dev/zero would never end), at most
 :data:`MAX_NODES` values once YAML aliases are expanded and :data:`MAX_DEPTH` levels of
-nesting (a few hundred bytes of nested aliases expand to gigabytes), and only finite numbers.
+nesting (a few hundred bytes of nested aliases expand to gigabytes); the schema bounds every
+number (finite, within a physical range) and names each field that is not.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,10 +136,7 @@ def _plain(node: Any, loc: Loc, positions: dict[Loc, Position], budget: _Budget)
     if isinstance(node, int):
         return int(node)
     if isinstance(node, float):
-        if not math.isfinite(node):
-            raise InputError(f"{_where(budget.path, loc, positions)}: {dotted(loc)}: expected "
-                             f"a finite number; got {node}")
-        return float(node)
+        return float(node)  # the schema refuses NaN and infinities, naming each field
     if node is None:
         return None
     return str(node)
@@ -210,6 +207,8 @@ _PHRASES = {
     "int_from_float": "expected a whole number",
     "float_parsing": "expected a number",
     "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "int_parsing_size": "number too large",
     "bool_parsing": "expected true or false",
     "bool_type": "expected true or false",
     "string_type": "expected text",

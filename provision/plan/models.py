@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
+from provision.datacache import load_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,8 @@ class KnownModel:
     vocab_size: int
     max_context: int
     source: str
+    experts: int | None = None  # MoE: routed experts per layer
+    experts_per_token: int | None = None  # MoE: top-k routed experts per token
 
 
 def model_key(name: str) -> str:
@@ -33,8 +35,7 @@ def model_key(name: str) -> str:
 @cache
 def known_models() -> dict[str, KnownModel]:
     """Every name and alias mapped to its model."""
-    text = (resources.files("provision.plan") / "models.yaml").read_text()
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = load_yaml(resources.files("provision.plan") / "models.yaml")
     table: dict[str, KnownModel] = {}
     for name, d in raw.items():
         aliases = d.pop("aliases", [])

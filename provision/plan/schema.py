@@ -22,8 +22,26 @@ from provision.plan.verify_settings import VerifySettings
 Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
+# Physical ranges (each well beyond any published model or cluster, so only nonsense is refused)
+MAX_PARAMS_B = 100_000.0  # 100 T parameters: ~50× the largest published model
+MAX_LAYERS = 2048
+MAX_WIDTH = 1 << 20  # hidden size; the largest published models are below 32 k
+MAX_HEADS = 1024
+MAX_HEAD_DIM = 4096
+MAX_VOCAB = 10_000_000
+MAX_CONTEXT = 1 << 27  # 134 M tokens; the longest published contexts are 1–10 M
+MAX_BATCH = 1 << 20
+MAX_TOKENS_B = 1_000_000.0  # 10^15 tokens: ~70× the largest published pre-training run
+MAX_LORA_RANK = 8192
+MAX_HOURS = 87_600.0  # ten years
+MAX_PRICE_PER_HOUR = 1_000_000.0
+MAX_BUDGET_USD = 1e10
+MAX_EXPERTS = 4096
+MAX_GPUS_PER_NODE = 16_384  # a TPU slice counts its chips as one node (v5p: up to 8,960)
+MAX_NODES = 4096
+MAX_TENSOR_PARALLEL = 64
+
+ParamsB = Annotated[float, Field(gt=0, le=MAX_PARAMS_B)]
 
 
 class ModelSpec(StrictModel):
@@ -32,16 +50,29 @@ class ModelSpec(StrictModel):
     name: str | None = Field(
         None, description="A known model (see `provision plan --list-models`); fills the rest."
     )
-    params_b: PositiveFloat | None = Field(None, description="Total parameters, billions.")
-    active_params_b: PositiveFloat | None = Field(
+    params_b: ParamsB | None = Field(None, description="Total parameters, billions.")
+    active_params_b: ParamsB | None = Field(
         None, description="Parameters active per token (MoE), billions; compute scales with it."
     )
-    layers: PositiveInt | None = Field(None, description="Transformer layers (KV-cache sizing).")
-    hidden_size: PositiveInt | None = Field(None, description="Model width (activations).")
-    kv_heads: PositiveInt | None = Field(None, description="Key/value heads (GQA) per layer.")
-    head_dim: PositiveInt | None = Field(None, description="Dimension of one attention head.")
-    vocab_size: PositiveInt | None = Field(None, description="Vocabulary size.")
-    max_context: PositiveInt | None = Field(None, description="Longest context the model takes.")
+    experts: Annotated[int, Field(ge=2, le=MAX_EXPERTS)] | None = Field(
+        None, description="MoE: routed experts per layer (decode reads the experts a batch "
+        "routes to)."
+    )
+    experts_per_token: Annotated[int, Field(ge=1, le=MAX_EXPERTS)] | None = Field(
+        None, description="MoE: routed experts each token uses (top-k)."
+    )
+    layers: Annotated[int, Field(gt=0, le=MAX_LAYERS)] | None = Field(
+        None, description="Transformer layers (KV-cache sizing).")
+    hidden_size: Annotated[int, Field(gt=0, le=MAX_WIDTH)] | None = Field(
+        None, description="Model width (activations).")
+    kv_heads: Annotated[int, Field(gt=0, le=MAX_HEADS)] | None = Field(
+        None, description="Key/value heads (GQA) per layer.")
+    head_dim: Annotated[int, Field(gt=0, le=MAX_HEAD_DIM)] | None = Field(
+        None, description="Dimension of one attention head.")
+    vocab_size: Annotated[int, Field(gt=0, le=MAX_VOCAB)] | None = Field(
+        None, description="Vocabulary size.")
+    max_context: Annotated[int, Field(gt=0, le=MAX_CONTEXT)] | None = Field(
+        None, description="Longest context the model takes.")
 
     @model_validator(mode="before")
     @classmethod
@@ -64,8 +95,8 @@ class ModelSpec(StrictModel):
         if self.name:
             known = lookup_model(self.name)
             assert known is not None  # checked by _known
-            for field in ("params_b", "active_params_b", "layers", "hidden_size", "kv_heads",
-                          "head_dim", "vocab_size", "max_context"):
+            for field in ("params_b", "active_params_b", "experts", "experts_per_token", "layers",
+                          "hidden_size", "kv_heads", "head_dim", "vocab_size", "max_context"):
                 if getattr(self, field) is None:
                     setattr(self, field, getattr(known, field))
         if self.params_b is None:
@@ -74,6 +105,11 @@ class ModelSpec(StrictModel):
             raise ValueError(
                 f"active_params_b ({self.active_params_b}) cannot exceed params_b ({self.params_b})"
             )
+        if (self.experts is None) != (self.experts_per_token is None):
+            raise ValueError("give both experts and experts_per_token (MoE routing), or neither")
+        if self.experts is not None and self.experts_per_token > self.experts:  # type: ignore[operator]
+            raise ValueError(f"experts_per_token ({self.experts_per_token}) cannot exceed "
+                             f"experts ({self.experts})")
         return self
 
     @property
@@ -94,31 +130,51 @@ class Workload(StrictModel):
         "Inference may also use int8/int4 quantized weights.",
     )
     kv_precision: Precision | None = Field(
-        None, description="KV-cache format; default bf16 (fp8 when precision is fp8)."
+        None, description="KV-cache format; default bf16 (serving engines keep the KV cache in "
+        "the activation dtype, also for fp8 or int4 weights). fp32 plans default to fp32."
     )
-    context: PositiveInt = Field(4096, description="Sequence length in tokens.")
-    batch: PositiveInt = Field(
+    context: Annotated[int, Field(gt=0, le=MAX_CONTEXT)] = Field(
+        4096, description="Sequence length in tokens.")
+    batch: Annotated[int, Field(gt=0, le=MAX_BATCH)] = Field(
         1,
         description="Inference: concurrent sequences whose KV cache stays resident. "
         "Training: micro-batch (sequences) per GPU.",
     )
-    tokens_b: PositiveFloat | None = Field(
+    tokens_b: Annotated[float, Field(gt=0, le=MAX_TOKENS_B)] | None = Field(
         None, description="Training/fine-tuning tokens, billions (sets the job's length)."
     )
     method: Literal["full", "lora", "qlora"] | None = Field(
         None, description="Fine-tuning method (kind: finetune; default lora)."
     )
-    lora_rank: PositiveInt = Field(16, description="LoRA rank r (lora/qlora).")
+    lora_rank: Annotated[int, Field(gt=0, le=MAX_LORA_RANK)] = Field(
+        16, description="LoRA rank r (lora/qlora).")
     optimizer: Literal["adamw", "adamw_8bit", "sgd", "adafactor"] = Field(
         "adamw", description="Optimizer; decides the optimizer-state bytes per trained parameter."
     )
     activation_checkpointing: bool = Field(
         True, description="Recompute activations in the backward pass (training memory)."
     )
-    mfu: float = Field(
-        0.4, gt=0, le=1, description="Model FLOPs utilization assumed for time estimates."
+    framework: Literal["pytorch", "jax", "pytorch_xla"] = Field(
+        "pytorch",
+        description="What the job runs on: pytorch (CUDA GPUs), jax or pytorch_xla (GPUs or "
+        "TPUs). TPUs are only chosen for jax and pytorch_xla; QLoRA (bitsandbytes) is CUDA-only.",
     )
-    hours: PositiveFloat | None = Field(
+    tensor_parallel: Annotated[int, Field(ge=1, le=MAX_TENSOR_PARALLEL)] | None = Field(
+        None,
+        description="Training: tensor-parallel degree inside a node (needs NVLink when > 1). "
+        "Default 1: FSDP/ZeRO-3 shards the model state over every GPU, no tensor parallelism. "
+        "Serving always uses tensor parallel over each node's GPUs (vLLM/SGLang layout).",
+    )
+    tf32: bool = Field(
+        False, description="fp32 training with TF32 tensor cores on (PyTorch "
+        "allow_tf32); off, fp32 runs at the plain FP32 rate."
+    )
+    mfu: float = Field(
+        0.4, gt=0, le=1, description="Model FLOPs utilization against the BF16 dense peak, "
+        "assumed for time estimates. fp8 training multiplies it by a measured fp8 speed-up "
+        "unless mfu is given."
+    )
+    hours: Annotated[float, Field(gt=0, le=MAX_HOURS)] | None = Field(
         None, description="A fixed duration (serving, or a time-boxed job) for the cost estimate."
     )
 
@@ -137,8 +193,10 @@ class Resources(StrictModel):
     """An explicit hardware choice. Given fields pin the choice; the optimizer fills the rest."""
 
     gpu: str | None = Field(None, description="GPU/TPU model, e.g. H100, A100-80GB, tpu-v5e.")
-    gpus_per_node: PositiveInt | None = Field(None, description="GPUs (or TPU chips) per node.")
-    nodes: PositiveInt | None = Field(None, description="Number of nodes.")
+    gpus_per_node: Annotated[int, Field(gt=0, le=MAX_GPUS_PER_NODE)] | None = Field(
+        None, description="GPUs (or TPU chips) per node.")
+    nodes: Annotated[int, Field(gt=0, le=MAX_NODES)] | None = Field(
+        None, description="Number of nodes.")
     provider: str | None = Field(None, description="aws, gcp, lambda, runpod, vast, ...")
     instance_type: str | None = Field(None, description="Provider instance/machine type.")
     offering: str | None = Field(
@@ -179,13 +237,13 @@ class Constraints(StrictModel):
         description="Spot/preemptible capacity: never (default; the plan says what spot would "
         "save), allowed, required. Spot needs checkpointing.",
     )
-    max_price_per_hour: PositiveFloat | None = Field(
+    max_price_per_hour: Annotated[float, Field(gt=0, le=MAX_PRICE_PER_HOUR)] | None = Field(
         None, description="Upper bound on the whole cluster's USD per hour."
     )
-    budget_usd: PositiveFloat | None = Field(
+    budget_usd: Annotated[float, Field(gt=0, le=MAX_BUDGET_USD)] | None = Field(
         None, description="Upper bound on the estimated total cost (needs a workload length)."
     )
-    deadline_hours: PositiveFloat | None = Field(
+    deadline_hours: Annotated[float, Field(gt=0, le=MAX_HOURS)] | None = Field(
         None,
         description="Longest acceptable training/fine-tuning run, hours. Default 720 (30 days) "
         "for training and fine-tuning; options that would take longer are rejected.",
@@ -196,7 +254,7 @@ class Constraints(StrictModel):
     min_headroom: float = Field(
         0.10, ge=0, lt=0.9, description="GPU memory kept free, as a fraction (0.10 = 10 %)."
     )
-    max_nodes: int = Field(16, gt=0, le=4096, description="Most nodes the plan may use.")
+    max_nodes: int = Field(16, gt=0, le=MAX_NODES, description="Most nodes the plan may use.")
     require_nvlink: bool | None = Field(
         None,
         description="Require NVLink/NVSwitch between a node's GPUs. Default: required for "
@@ -303,6 +361,20 @@ def cross_check(plan: Plan) -> list[tuple[Loc, str]]:
                 f"full fine-tuning cannot train {w.precision} weights; use method: qlora for "
                 "4-bit base weights, or precision: bf16",
             ))
+        if w.kind == "inference" and w.tensor_parallel is not None:
+            problems.append((
+                ("workload", "tensor_parallel"),
+                "applies to training; serving uses tensor parallel over each node's GPUs and "
+                "pipeline stages across nodes (the vLLM/SGLang layout)",
+            ))
+        if w.method == "qlora" and w.framework != "pytorch":
+            problems.append((
+                ("workload", "framework"),
+                f"QLoRA (bitsandbytes) runs on PyTorch with CUDA only, not {w.framework}",
+            ))
+        if w.tf32 and w.precision != "fp32":
+            problems.append((("workload", "tf32"), f"applies to precision: fp32, not "
+                             f"{w.precision}"))
         if w.kind == "inference" and w.tokens_b is not None:
             problems.append((
                 ("workload", "tokens_b"),

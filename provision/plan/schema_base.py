@@ -8,7 +8,10 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Unknown keys are errors, and so are infinities and NaN: every number in a plan must be a
+    finite quantity (a `.inf` context would otherwise reach the sizing arithmetic)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
 def close_matches(word: str, choices: list[str]) -> str:

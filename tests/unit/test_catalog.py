@@ -81,6 +81,7 @@ def test_runpod_and_vast_names_resolve_to_the_right_gpu(builtin):
     assert by_type[("vast", "1x-A100_SXM4-32-65536")].gpu == "A100"  # 40 GB per GpuInfo
     assert by_type[("vast", "1x-H100_SXM-32-65536")].spot_price is None  # 0.00 = none
     assert not by_type[("vast", "8x-H100_SXM-32-65536")].multi_node
+    assert by_type[("vast", "8x-H100_SXM-32-65536")].region == "vn-vietnam"
 
 
 def test_monthly_billing(builtin):

@@ -172,7 +172,7 @@ def test_cli_refresh_against_moto_server_then_listing_uses_it(run_cli, tmp_path)
         assert written.is_file()
         listing = run_cli("catalog", "--provider", "aws", "--spot", "--region", "us-east-1",
                           "-o", "json", "--limit", "0", env=env, check=True)
-        prices = {r["spot_price"] for r in json.loads(listing.stdout)}
+        prices = {r["spot_price"] for r in json.loads(listing.stdout)["offerings"]}
         assert 1e-05 in prices  # the refreshed file is overlaid automatically
     finally:
         server.terminate()
@@ -187,3 +187,61 @@ def test_user_catalog_dir_follows_xdg(tmp_path, monkeypatch):
     (d / "aws_vms.csv").write_text("x")
     (d / "notes.txt").write_text("x")
     assert user_catalog_files() == [d / "aws_vms.csv"]
+
+
+def test_cli_gcp_refresh_against_recorded_pages_then_plan_dates_it(run_cli, tmp_path):
+    """`provision catalog refresh --provider gcp` end to end: the Cloud Billing Catalog API's
+    pages (tests/fixtures/cloud/gcp_skus_*.json, in the API's response format) served on
+    127.0.0.1, the API key sent as the `key` query parameter, nextPageToken followed; the
+    written file is overlaid on the catalog and dates GCP's prices by its stamps."""
+    import http.server
+    import threading
+
+    pages = {(SERVICES["compute"], ""): "gcp_skus_compute_1.json",
+             (SERVICES["compute"], "page-2"): "gcp_skus_compute_2.json",
+             (SERVICES["tpu"], ""): "gcp_skus_tpu_1.json"}
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            parsed = urllib.parse.urlparse(self.path)
+            query = urllib.parse.parse_qs(parsed.query)
+            page = pages.get((parsed.path.split("/")[-2],
+                              query.get("pageToken", [""])[0]))
+            if query.get("key") != ["test-key"] or page is None:
+                self.send_response(403)
+                self.end_headers()
+                return
+            body = (FIXTURES / page).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {"PROVISION_GCP_BILLING_API": f"http://127.0.0.1:{server.server_port}/v1",
+               "PROVISION_GCP_API_KEY": "test-key", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+        proc = run_cli("catalog", "refresh", "--provider", "gcp", "--regions", "us-central1",
+                       env=env, check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "gcp:" in proc.stderr and "rows repriced in 1 region(s)" in proc.stderr
+    assert len(seen) == 3 and any("pageToken=page-2" in p for p in seen)
+    written = tmp_path / "cfg" / "provision" / "catalog" / "gcp_vms.csv"
+    h100 = next(r for r in rows(written) if r["AcceleratorName"] == "H100"
+                and r["AcceleratorCount"] == "8" and r["AvailabilityZone"] == "us-central1-a")
+    assert (float(h100["Price"]), float(h100["SpotPrice"])) == (36.0, 16.0)
+    assert h100["Source"].startswith("gcp cloudbilling skus 20")
+    listing = run_cli("catalog", "--provider", "gcp", "--gpu", "H100", "-o", "json",
+                      "--limit", "0", env=env, check=True)
+    out = json.loads(listing.stdout)
+    assert out["ages"]["gcp"]["age_days"] == 0  # dated by the refresh's own stamp

@@ -157,16 +157,23 @@ def test_unknown_instance_type_suggests(run_cli, tmp_path):
 
 
 def test_plan_with_a_user_catalog(run_cli, tmp_path):
+    # 8 H100 for $0.01/h: $0.00125 per GPU-hour, 1/4,000 of the H100 median, so suspect
     cat = tmp_path / "lab.csv"
     cat.write_text("InstanceType,AcceleratorName,AcceleratorCount,Region,Price,SpotPrice\n"
                    "lab-box,H100,8,home,0.01,\n")
     plan = tmp_path / "p.yaml"
     plan.write_text("name: demo\nworkload:\n  kind: inference\n  model: llama-3-70b\n")
-    out = json.loads(run_cli("plan", str(plan), "--catalog", str(cat), "-o", "json",
-                             check=True).stdout)
+    args = ("plan", str(plan), "--catalog", str(cat), "-o", "json", "--all-providers")
+    out = json.loads(run_cli(*args, check=True).stdout)
+    assert out["choice"]["instance_type"] != "lab-box"
+    assert any("lab lab-box home" in w and "set aside" in w for w in out["warnings"])
+    out = json.loads(run_cli(*args, "--trust-catalog", check=True).stdout)
     assert (out["choice"]["provider"], out["choice"]["instance_type"]) == ("lab", "lab-box")
-    plan.write_text(plan.read_text() + "catalog: [lab.csv]\n")
-    out = json.loads(run_cli("plan", str(plan), "-o", "json", check=True).stdout)
+    assert out["choice"]["catalog_only"] is True  # `provision up` has no backend for "lab"
+    assert any("kept because --trust-catalog" in w for w in out["warnings"])
+    plan.write_text(plan.read_text() + "catalog: [lab.csv]\nconstraints:\n  clouds: [lab]\n")
+    out = json.loads(run_cli("plan", str(plan), "-o", "json", "--trust-catalog",
+                             check=True).stdout)
     assert out["choice"]["instance_type"] == "lab-box"
 
 
@@ -178,12 +185,19 @@ def test_schema_command_prints_json_schema(run_cli):
 def test_catalog_command_filters(run_cli):
     proc = run_cli("catalog", "--gpu", "H100", "--spot", "-o", "json", "--limit", "0",
                    check=True)
-    rows = json.loads(proc.stdout)
+    out = json.loads(proc.stdout)
+    rows = out["offerings"]
     assert rows and all(r["gpu"] == "H100" and r["spot_price"] for r in rows)
     prices = [r["spot_price"] for r in rows]
     assert prices == sorted(prices)
+    # the 8 GCP H100 rows with spot above on-demand are not among them (catalog checks)
+    assert all(r["spot_price"] <= r["price"] * 1.001 for r in rows if r["price"])
+    assert out["ages"]["aws"]["age_days"] is None and "001367d2" in out["ages"]["aws"]["basis"]
     table = run_cli("catalog", "--gpu", "tpu-v5e", "--limit", "3", check=True).stdout
-    assert "tpu-v5litepod" in table
+    assert "tpu-v5litepod" in table and "Prices: aws date unknown (old)" in table
+    suspect = run_cli("catalog", "--suspect", "--provider", "runpod", "--gpu", "L40S",
+                      "--limit", "1", check=True).stdout
+    assert "spot price above on-demand" in suspect and "0.43" in suspect
     assert run_cli("catalog", "--gpu", "H1000").returncode == 2
 
 

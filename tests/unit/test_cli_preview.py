@@ -65,7 +65,7 @@ def test_table_preview_names_the_choice(run_cli):
 BAREMETAL = """\
 name: lab
 target: baremetal
-workload: {kind: inference, model: llama-3.1-70b, precision: bf16, context: 131072, batch: 64}
+workload: {kind: inference, model: llama-3.1-70b, precision: bf16, context: 32768, batch: 8}
 baremetal:
   reinstall: {method: pxe}
   hosts:

@@ -29,7 +29,10 @@ def test_inference_bf16_llama70b_by_hand():
     assert act.per_gpu and act.gb == pytest.approx(34 * 8192 * 8192 / 1e9)
     assert comp(n, "overhead").gb == 2.5 and comp(n, "overhead").per_gpu
     assert n.shared_gb == pytest.approx(141.2 + 10.737418, rel=1e-6)
-    assert n.total_gb(8) == pytest.approx(n.shared_gb + 8 * (2.5 + 34 * 8192 * 8192 / 1e9))
+    # on 8 GPUs with TP 8 and 8 KV heads: one head per GPU, nothing replicated
+    layout = n.layout(8, 1)
+    assert (layout.tp, layout.pp, layout.kv_share) == (8, 1, 1 / 8)
+    assert n.total_gb(layout) == pytest.approx(n.shared_gb + 8 * (2.5 + 34 * 8192 * 8192 / 1e9))
     assert n.flops is None
 
 
@@ -62,7 +65,7 @@ def test_training_mixed_precision_adamw_is_16_bytes_per_param():
     s, h, v = 4096, 4096, 128256
     assert comp(n, "activations").gb == pytest.approx(((2 * 32 + 34) * s * h + 4 * s * v) / 1e9)
     assert n.flops == pytest.approx(6 * 8.03e9 * 2000e9)  # 6·N·D = 9.636e22
-    assert n.multi_gpu_needs_nvlink
+    assert not n.asks_tensor_parallel  # FSDP by default: no NVLink requirement
 
 
 def test_activations_without_checkpointing():
@@ -94,7 +97,7 @@ def test_qlora_70b_does_not_fit_a_24gb_gpu():
     lora = 16 * (19.5 * 8192 + 2 * 1024) * 80
     assert lora == pytest.approx(207_093_760)
     assert comp(n, "adapters").gb == pytest.approx(lora * 16 / 1e9)
-    assert n.load_per_gpu(1) > 24  # the guide's "70B QLoRA on one 24 GB GPU" does not hold
+    assert n.peak_gb(n.layout(1, 1)) > 24  # "70B QLoRA on one 24 GB GPU" does not hold
     assert n.flops == pytest.approx(4 * 70.6e9 * 0.1e9)  # frozen base: 4·N·D
 
 
@@ -113,7 +116,8 @@ def test_moe_weights_use_total_and_compute_uses_active():
     # 94 layers × 4 KV heads × 128 dim: 2·94·512·32768·8·2 bytes ≈ 50.5 GB, inside the
     # article's 50–100 GB range
     assert comp(serve, "kv_cache").gb == pytest.approx(2 * 94 * 4 * 128 * 32768 * 8 * 2 / 1e9)
-    assert serve.weight_bytes_per_step == pytest.approx(22e9 * 2)
+    # decode reads the experts the batch routes to, not only the 22 B active: ~199 GB
+    assert serve.weight_bytes_per_step / 1e9 == pytest.approx(198.9, abs=0.1)
 
 
 def test_unknown_architecture_is_estimated_and_says_so():
@@ -130,22 +134,26 @@ def test_context_beyond_model_maximum_warns():
     assert any("exceeds the model's 4096" in w for w in n.warnings)
 
 
-def test_fp8_kv_cache_defaults_to_one_byte():
+def test_kv_cache_stays_bf16_for_fp8_weights_unless_the_plan_says():
+    # vLLM/SGLang keep the KV cache in the activation dtype (kv_cache_dtype "auto") even for
+    # fp8 weights: 2 bytes per value unless kv_precision asks for fp8
     n8 = need_for(kind="inference", model="llama-3-8b", precision="fp8", context=4096)
     n16 = need_for(kind="inference", model="llama-3-8b", precision="bf16", context=4096)
-    assert comp(n8, "kv_cache").gb == pytest.approx(comp(n16, "kv_cache").gb / 2)
+    kv8 = need_for(kind="inference", model="llama-3-8b", precision="fp8", context=4096,
+                   kv_precision="fp8")
+    assert comp(n8, "kv_cache").gb == pytest.approx(comp(n16, "kv_cache").gb)
+    assert comp(n16, "kv_cache").gb == pytest.approx(2 * 32 * 8 * 128 * 4096 * 2 / 1e9)
+    assert comp(kv8, "kv_cache").gb == pytest.approx(comp(n16, "kv_cache").gb / 2)
 
 
-def test_min_gpus_is_the_smallest_count_that_fits():
+def test_min_nodes_is_the_smallest_count_that_fits():
     n = need_for(kind="inference", model="qwen3-235b-a22b", context=32768, batch=8)
     for capacity in (20.0, 43.2, 72.0, 126.9):
-        g = n.min_gpus(capacity, 10_000)
-        assert g is not None and n.fits(g, capacity)
-        assert g == 1 or not n.fits(g - 1, capacity)
-        expected = next(x for x in range(1, 10_000) if n.fits(x, capacity))
-        assert g == expected
-    assert n.min_gpus(3.0, 10_000) is None  # per-GPU overhead alone exceeds the capacity
-    assert n.min_gpus(20.0, 4) is None  # limit respected
+        got = n.min_nodes(8, capacity, 10_000)
+        expected = next(x for x in range(1, 10_000) if n.fits(n.layout(8, x), capacity))
+        assert got == expected
+    assert n.min_nodes(8, 3.0, 10_000) is None  # per-GPU overhead alone exceeds the capacity
+    assert n.min_nodes(8, 20.0, 1) is None  # limit respected
 
 
 def test_training_time_formula():
