@@ -144,8 +144,13 @@ def judged_numbers(name: str, text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _number_values(token: str) -> list[tuple[str, str]]:
-    """(kind, replacement): values no healthy run can carry in a judged cell."""
+def _number_values(token: str, bounded: bool = True) -> list[tuple[str, str]]:
+    """(kind, replacement): values no healthy run can carry in a judged cell.
+
+    "huge" (the value x 10^6) only where a physical bound is known (bandwidths, link speeds,
+    memory, PCIe, GPU indices, NVLink counts, error counts); remapped-row counts have no
+    published ceiling, so they get NaN, inf and negative values only.
+    """
     try:
         value = float(token)
     except ValueError:
@@ -153,8 +158,9 @@ def _number_values(token: str) -> list[tuple[str, str]]:
     huge = "1000000" if value == 0 else (
         str(int(value) * 1_000_000) if token.isdigit() else f"{value * 1e6:.2f}")
     negative = "-1" if value == 0 else f"-{token}"
-    return [("number:nan", "nan"), ("number:NaN", "NaN"), ("number:inf", "inf"),
-            ("number:-inf", "-inf"), ("number:negative", negative), ("number:huge", huge)]
+    values = [("number:nan", "nan"), ("number:NaN", "NaN"), ("number:inf", "inf"),
+              ("number:-inf", "-inf"), ("number:negative", negative)]
+    return values + ([("number:huge", huge)] if bounded else [])
 
 
 def _edit_file(rel: str, edit: Callable[[bytes], bytes]) -> Callable[[Path], None]:
@@ -212,7 +218,7 @@ def number_mutations(run: Path) -> list[Mutation]:
     for rel in _artifacts():
         text = (run / rel).read_text()
         for a, b in judged_numbers(rel, text):
-            for kind, new in _number_values(text[a:b]):
+            for kind, new in _number_values(text[a:b], bounded=not rel.endswith("remap.csv")):
                 out.append(Mutation(kind, rel, True, _edit_file(rel, _replace_span(a, b, new)),
                                     f"{text[a:b]!r} -> {new!r}"))
     return out
@@ -354,7 +360,7 @@ def identity_mutations(run: Path) -> list[Mutation]:
         for f in ("nvidia-smi-nvlink.txt", "remap.csv"):
             rel = f"{host}/{f}"
             out.append(Mutation("identity:uuid-mismatch", rel, True, _edit_file(
-                rel, lambda d, u=uuid: d.replace(u.encode(), other.encode())), "GPU 2"))
+                rel, lambda d, u=uuid, o=other: d.replace(u.encode(), o.encode())), "GPU 2"))
     return out
 
 
@@ -461,6 +467,12 @@ def special_file_mutations() -> list[Mutation]:
     for rel in (f"{HOSTS[1]}/nvidia-smi-topo.txt", f"{HOSTS[1]}/nccl-all_reduce.txt",
                 f"{HOSTS[1]}/dcgmi-diag.json", CLUSTER_FILE):
         out.append(Mutation("file:empty", rel, True, _write(rel, b"")))
+    rel = f"{HOSTS[1]}/nccl-all_reduce.txt"
+    out.append(Mutation("file:long-line", rel, False, _write(
+        rel, b"# " + b"failed NCCL " * 400_000 + b"\n")))
+    rel = f"{HOSTS[1]}/dcgmi-diag.json"
+    out.append(Mutation("file:deep-json", rel, True, _write(
+        rel, b'{"DCGM Diagnostic": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n")))
     sku = f"{HOSTS[1]}/sku"
     for text, must in ((f"{SKU} gpus=100000000000000000000\n", True),
                        (f"{SKU} ib_ports=100000000000000000000\n", True),
@@ -545,7 +557,7 @@ def random_mutations(run: Path, rng: random.Random, n: int) -> list[Mutation]:
                                   "# Avg bus bandwidth : inf", "Link 0: inf GB/s",
                                   "Running device_to_device_memcpy_read_ce.",
                                   "CA 'mlx5_9'", "\tPort 1:", "0, x, y, z"])
-            edit = _lines_edit(lambda ls, i=i, g=garbage: ls[:i] + [g + "\n"] + ls[i:])
+            edit = _lines_edit(lambda ls, i=i, g=garbage: [*ls[:i], g + "\n", *ls[i:]])
         out.append(Mutation(f"random:{kind}", rel, False, _edit_file(rel, edit),
                             f"line {i}" if "line" in kind else f"byte {pos}"))
     return out
@@ -597,10 +609,10 @@ def _child(run: Path, write_fd: int) -> None:
                                        for w, c in report.problems()[:4])}
         except InputError as exc:
             msg = {"result": "input-error", "detail": str(exc)[:400]}
-        except BaseException as exc:  # noqa: BLE001 - the harness counts every crash
+        except BaseException as exc:
             msg = {"result": "internal", "detail": f"{type(exc).__name__}: {exc}"[:400]}
         os.write(write_fd, json.dumps(msg).encode() + b"\n")
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         code = 3
     finally:
         os._exit(code)
