@@ -22,7 +22,10 @@ GPU_SKUS = sorted(s for s, r in load_reference().skus.items() if r.kind == "gpu"
 HANG_TIMEOUT = 3.0  # seconds the collector waits on a hung simulated tool
 # What each fault must fail on the faulty node, and nothing else may fail there.
 FAULTS: dict[str, set[str]] = {
-    "gpu-missing": {"gpu.count", "nccl.all_reduce"},
+    # A missing GPU is missing from every per-GPU listing, and each listing says so.
+    "gpu-missing": {"gpu.count", "gpu.row_remap", "nvlink.topology", "nvlink.status",
+                    "dcgm.diag", "nvbandwidth.h2d", "nvbandwidth.d2h", "nvbandwidth.d2d",
+                    "nccl.all_reduce"},
     "nvlink-down": {"nvlink.topology", "nvlink.status"},
     "hbm-degraded": {"dcgm.diag"},
     "pcie-degraded": {"gpu.pcie", "nvbandwidth.h2d", "nvbandwidth.d2h"},
@@ -156,7 +159,7 @@ def test_fault_details_carry_the_evidence(faulty_run):
     assert "SIMULATED" in detail("node-xid-79", "xid")
     assert "GPU 0 x8" in detail("node-pcie-degraded", "gpu.pcie")
     assert "memory_bandwidth GPU 0" in detail("node-hbm-degraded", "dcgm.diag")
-    assert "index 7 absent" in detail("node-gpu-missing", "gpu.count")
+    assert "GPU 7 missing" in detail("node-gpu-missing", "gpu.count")
     assert "mlx5_0/1 Down/Polling" in detail("node-ib-down", "ib.ports")
 
 
