@@ -172,21 +172,25 @@ def test_every_tool_has_an_executable(tmp_path):
     assert sim("nvidia-smi", "-L", config=cfg).stdout.count("NVIDIA A100-SXM4-80GB") == 8
 
 
-def test_banner_on_stdout_for_people_and_on_stderr_for_machine_formats(tmp_path):
+def test_banner_on_stdout_for_people_and_on_stderr_for_parsed_formats(tmp_path):
+    """Everything simulated says so; outputs verify parses line by line keep the real layout
+    (tests/unit/test_verify_sim_formats.py compares them with real recordings) and carry the
+    label on stderr, which the collector saves as <file>.stderr."""
     cfg = write_config(tmp_path / "n.json", "h200-sxm-141gb", "n")
     summary = sim("nvidia-smi", config=cfg)
     assert summary.stdout.startswith("SIMULATED") and "NVIDIA H200" in summary.stdout
     for args in (host_commands("quick", 8)["nvidia-smi-query.csv"][1:],
-                 host_commands("quick", 8)["remap.csv"][1:]):
+                 host_commands("quick", 8)["remap.csv"][1:], ("topo", "-m"),
+                 ("nvlink", "--status")):
         out = sim("nvidia-smi", *args, config=cfg)
-        assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr
+        assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr, args
+    out = sim("ibstat", config=cfg)
+    assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr
     dcgm = sim("dcgmi", "diag", "-r", "1", "-j", config=cfg)
     assert json.loads(dcgm.stdout)["metadata"]["version"] and "SIMULATED" in dcgm.stderr
-    for tool, args in (("nvidia-smi", ("topo", "-m")), ("nvidia-smi", ("nvlink", "--status")),
-                       ("nvidia-smi", ("-q",)), ("nvbandwidth", ("-t", "host_to_device_memcpy_ce")),
+    for tool, args in (("nvidia-smi", ("-q",)), ("nvbandwidth", ("-t", "host_to_device_memcpy_ce")),
                        ("all_reduce_perf", ("-b", "1G", "-e", "1G", "-g", "8")),
-                       ("ibstat", ()), ("ib_write_bw", ("--report_gbits",)),
-                       ("dcgmi", ("diag", "-r", "1"))):
+                       ("ib_write_bw", ("--report_gbits",)), ("dcgmi", ("diag", "-r", "1"))):
         assert "SIMULATED" in sim(tool, *args, config=cfg).stdout, (tool, args)
 
 

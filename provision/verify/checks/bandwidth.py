@@ -87,7 +87,7 @@ def _nvb_check(ctx: HostContext, name: str, parsed: NvbResult, hint: str) -> Che
                                 "NVLink reference for it")
         wanted = [t for t, _ in NVB_TESTS[name]]
         ran = [parsed.tests[t] for t in wanted if t in parsed.tests]
-        errors = "; ".join(parsed.errors[:2] + [m for t in ran for m in t.messages[:2]]) or (
+        errors = "; ".join(parsed.errors[:2] + [m for t in ran for m in t.messages[:3]]) or (
             f"{parsed.waived} test(s) waived" if parsed.waived else "test not in the output")
         return Check(name=name, status="fail",
                      detail=f"{NVB_FILE}: no result for {' or '.join(wanted)} "
@@ -167,8 +167,9 @@ def judge_nccl(ctx: HostContext, name: str, parsed: NcclResult, hint: str,
                      + (f"; {hint}" if hint else ""))
     if row.wrong_total > 0 or (parsed.out_of_bounds or 0) > 0:
         return Check(name=name, status="fail", measured=row.best_busbw, unit="GB/s",
-                     detail=f"data corruption: {row.wrong_total} wrong values at {_size(row.size)}"
-                            f" (out of bounds: {parsed.out_of_bounds}; line {row.line})")
+                     detail=f"data corruption at {_size(row.size)} (line {row.line}): "
+                            f"{row.wrong} out-of-place and {row.ip_wrong} in-place wrong values, "
+                            f"{parsed.out_of_bounds} out of bounds")
     ranks = len(parsed.ranks) or None
     where = f"{ranks} ranks" if ranks else "ranks not listed"
     if len(parsed.hosts) > 1:

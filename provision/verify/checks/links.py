@@ -121,24 +121,26 @@ def check_nvlink_status(ctx: HostContext) -> list[Check]:
         hint = art.failure_hint()
         return [Check(name="nvlink.status", status="fail", detail=f"{NVLINK_FILE}: {why}"
                       + (f"; {hint}" if hint else ""))]
-    if identity := _status_identity(ctx, status):
+    identity = _status_identity(ctx, status)
+    active = sum(len(g.active) for g in status.gpus)
+    if identity and (spec is None or not spec.expected):
         return [Check(name="nvlink.status", status="fail", measured=len(status.gpus),
                       expected=ctx.expect_count, unit="GPUs",
                       detail=f"{NVLINK_FILE}: {list_some(identity, 4)}")]
-    active = sum(len(g.active) for g in status.gpus)
     if spec is None or not spec.expected:
         extra = f"; {active} active links seen (a bridge?)" if active else ""
         return [Check(name="nvlink.status", status="pass", measured=active, expected=0,
                       unit="links", source=spec.source if spec else None,
                       detail=f"no NVLink expected on {ctx.ref.sku}{extra}")]
-    return [_judge_links(ctx, status)]
+    return [_judge_links(ctx, status, identity)]
 
 
-def _judge_links(ctx: HostContext, status: NvlinkStatus) -> Check:
+def _judge_links(ctx: HostContext, status: NvlinkStatus, identity: list[str]) -> Check:
+    """Every link of every listed GPU, plus the listing's own problems (a GPU missing)."""
     spec = ctx.ref.nvlink
     assert spec is not None
     want_links, speed = spec.links_per_gpu, spec.link_gbps or 0.0
-    problems: list[str] = []
+    problems: list[str] = [f"{NVLINK_FILE}: {p}" for p in identity]
     for g in status.gpus:
         if g.all_inactive:
             problems.append(f"GPU {g.index}: all links inactive")

@@ -19,6 +19,9 @@ from provision.verify.parsers.common import is_uint, lines, read_number, strip_p
 _RUNNING = re.compile(r"^Running (\S+?)\.?$")
 _SUM = re.compile(r"^(?:SUM|&&&& PERF)\s+(\S+)\s+([0-9.eE+-]+)")
 _DEVICE = re.compile(r"^Device (\d+): (.*)$")
+# The matrix title ends in its unit: "... bandwidth (GB/s)", "... latency (ns)". Matching the bare
+# word would take nvbandwidth's own ASSERT line (".../nvbandwidth/memcpy.cpp:165") for a title.
+_TITLE = re.compile(r"\b(?:bandwidth|latency) \((?:GB/s|ns|us)\)\s*$")
 _VERSION = re.compile(r"^nvbandwidth Version:\s*(\S+)")
 
 
@@ -111,11 +114,13 @@ def parse_nvbandwidth(text: str) -> NvbResult:
                 result.errors.append(stripped)
             continue
         if state == "title":
-            if "bandwidth" in stripped or "latency" in stripped:
+            if _TITLE.search(stripped):
                 test.title = stripped
                 state = "header"
             else:
                 test.messages.append(stripped)
+                if stripped.upper().startswith(("ERROR", "ASSERT")):
+                    result.errors.append(f"{test.name}: {stripped[:300]}")
             continue
         tokens = stripped.split()
         if state == "header" and tokens and all(is_uint(t) for t in tokens):
@@ -132,6 +137,6 @@ def parse_nvbandwidth(text: str) -> NvbResult:
             test.row_lines.setdefault(label, number)
             continue
         test.messages.append(stripped)
-        if stripped.upper().startswith("ERROR"):
+        if stripped.upper().startswith(("ERROR", "ASSERT")):
             result.errors.append(f"{test.name}: {stripped}")
     return result
