@@ -705,14 +705,13 @@ def nvbandwidth(n: Node, argv: list[str]) -> int:
     print(f"nvbandwidth Version: {NVB_VERSION}")
     print(f"Built from Git version: {NVB_VERSION} ({TAG})\n")
     banner(sys.stderr)
-    print("NOTE: This tool reports current measured bandwidth on your system.\n"
-          "Additional system-specific tuning may be required to achieve maximal peak "
-          "bandwidth.\n")
+    # v0.7 prints no NOTE before the device list (v0.4 did; v0.8 prints one at the end) and the
+    # bus ids in lower case, as NVIDIA/nvbandwidth#34 records (tests/fixtures/real/).
     cuda = int(n.cuda.split(".")[0]) * 1000 + int(n.cuda.split(".")[1]) * 10
     print(f"CUDA Runtime Version: {cuda}\nCUDA Driver Version: {cuda}\n"
           f"Driver Version: {n.driver}\n")
     for i in range(n.gpu_count):
-        print(f"Device {i}: {n.gpu_name()} ({n.bus_id(i, 8)[:-2]})")
+        print(f"Device {i}: {n.gpu_name()} ({n.bus_id(i, 8)[:-2].lower()})")
     print()
     status = 0
     for name in wanted:
@@ -771,21 +770,11 @@ def _mpi(env_names: tuple[str, ...], default: int) -> int:
     return default
 
 
-def _nccl_str(value: float, width: int, digits: int = 6) -> str:
-    """nccl-tests' getFloatStr: decimals by the value's integer digits (2 below 100, 1 below
-    10,000, none above), as real logs show: ``69.12``, ``108.9``, ``6759.0``, ``47535``."""
-    power = 0
-    bound = 1
-    while value >= bound and power < 40:
-        power += 1
-        bound *= 10
-    if power < digits - 2:
-        return f"{value:{width}.2f}"
-    if power < digits - 1:
-        return f"{value:{width}.1f}"
-    if power < digits + 1:
-        return f"{value:{width}.0f}"
-    return f"{value:{width}.1e}"
+def _nccl_time(usec: float) -> str:
+    """nccl-tests' time column: 2 decimals below 100 us, 1 below 10,000, none above, as real
+    logs print ``69.12``, ``108.9``, ``6759.0``, ``47535`` (tests/fixtures/real/nccl-*)."""
+    decimals = 2 if usec < 100 else 1 if usec < 10_000 else 0
+    return f"{usec:7.{decimals}f}"
 
 
 def _nccl_busbw(n: Node, nodes: int, ranks: int, size: int, key: str) -> float | None:
@@ -894,8 +883,8 @@ def all_reduce_perf(n: Node, argv: list[str]) -> int:
             algbw = busbw / bus_factor if bus_factor else busbw
             usec = size / (algbw * 1e9) * 1e6
             wrong = "N/A" if check == 0 else "0"
-            line += (f"  {_nccl_str(usec, 7)}  {_nccl_str(algbw, 6)}  "
-                     f"{_nccl_str(busbw if bus_factor else 0.0, 6)}  {wrong:>6}")
+            line += (f"  {_nccl_time(usec)}  {algbw:6.2f}  "
+                     f"{busbw if bus_factor else 0.0:6.2f}  {wrong:>6}")
             if place == "oop":
                 total += busbw if bus_factor else 0.0
         print(line)
@@ -1099,8 +1088,10 @@ def ib_write_bw(n: Node, argv: list[str]) -> int:
           "VAddr 0x007f8a2c5ff000")
     print(rule)
     print(f" #bytes     #iterations    BW peak[{unit}]    BW average[{unit}]   MsgRate[Mpps]")
-    print(f" {size:<10} {iterations:<10}       {shown * 1.0005:.2f}            {shown:.2f}"
-          f" \t\t   {msg_rate:.6f}")
+    # perftest's REPORT_FMT, as the recorded run in tests/fixtures/real prints it:
+    # " %-7lu    %-7lu          %-7.2lf            %-7.2lf\t\t   %-7.6lf"
+    print(f" {size:<7}    {iterations:<7}          {shown * 1.0005:<7.2f}            "
+          f"{shown:<7.2f}\t\t   {msg_rate:<7.6f}")
     print(rule)
     return 0
 
