@@ -4,7 +4,6 @@ test covers the same classes at random on a simulated run)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from provision.errors import InputError
 from provision.verify import analyze
 from tests.unit.test_verify_judge import H100_HEALTHY, checks, fixture, make_host
+from tests.unit.verify_fuzz import make_special
 
 FULL = {**H100_HEALTHY, "ibstat.txt": "ibstat-ndr.txt", "ib_write_bw.txt": "ib_write_bw-gbits.txt"}
 
@@ -208,19 +208,7 @@ def test_non_utf8_bytes_fail_the_file_naming_the_line(node):
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "million-lines", "oversize"])
 def test_special_and_huge_files_fail_within_seconds(node, kind):
-    path = node / "nvidia-smi-query.csv"
-    path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev-zero":
-        path.symlink_to("/dev/zero")
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "million-lines":
-        path.write_bytes(b"0, NVIDIA H100 80GB HBM3, GPU-x, 81559, 550.1, 5, 16, 0\n" * 10**6)
-    else:
-        with path.open("wb") as f:
-            f.truncate(64 << 20)
+    make_special(node / "nvidia-smi-query.csv", kind)
     start = time.monotonic()
     c = judged(node.parent)["gpu.count"]
     assert time.monotonic() - start < 30  # a hang would never get here; this bounds a crawl
@@ -244,14 +232,10 @@ def test_sku_file_asking_for_absurd_counts_is_an_input_error(node, line, words):
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "non-utf8"])
 def test_unreadable_sku_file_is_an_input_error_naming_it(node, kind):
-    sku = node / "sku"
-    sku.unlink()
-    if kind == "fifo":
-        os.mkfifo(sku)
-    elif kind == "dev-zero":
-        sku.symlink_to("/dev/zero")
+    if kind == "non-utf8":
+        (node / "sku").write_bytes(b"\xff\xfeh100\n")
     else:
-        sku.write_bytes(b"\xff\xfeh100\n")
+        make_special(node / "sku", kind)
     with pytest.raises(InputError, match="sku"):
         analyze(node.parent)
 

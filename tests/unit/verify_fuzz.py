@@ -189,23 +189,31 @@ def _lines_edit(fn: Callable[[list[str]], list[str]]) -> Callable[[bytes], bytes
     return edit
 
 
+def make_special(path: Path, kind: str) -> None:
+    """Put at ``path`` what no collector writes: a FIFO (a plain open waits forever), a link to
+    /dev/zero (endless), a directory, a sparse 256 MiB file, or a million short lines."""
+    if path.is_symlink() or path.is_file() or _is_fifo(path):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "oversize":
+        with path.open("wb") as f:
+            f.truncate(256 << 20)  # sparse: no disk used
+    elif kind == "million-lines":
+        path.write_bytes(b"0, 0, 0, 0\n" * 1_000_000)
+    else:
+        raise ValueError(kind)
+
+
 def _replace_with(kind: str) -> Callable[[str], Callable[[Path], None]]:
     def make(rel: str) -> Callable[[Path], None]:
-        def apply(run: Path) -> None:
-            path = run / rel
-            path.unlink()
-            if kind == "fifo":
-                os.mkfifo(path)
-            elif kind == "dev-zero":
-                path.symlink_to("/dev/zero")
-            elif kind == "directory":
-                path.mkdir()
-            elif kind == "oversize":
-                with path.open("wb") as f:
-                    f.truncate(256 << 20)  # sparse: 256 MiB of NULs, no disk used
-            elif kind == "million-lines":
-                path.write_bytes(b"0, 0, 0, 0\n" * 1_000_000)
-        return apply
+        return lambda run: make_special(run / rel, kind)
     return make
 
 
@@ -276,8 +284,9 @@ def _topo_first_gpus(n: int) -> Callable[[list[str]], list[str]]:
     return fn
 
 
-def _nvb_first_gpus(n: int, test: str) -> Callable[[list[str]], list[str]]:
-    """nvbandwidth's matrix for ``test`` cut to columns (and source rows) 0..n-1."""
+def _nvb_rows(test: str, edit: Callable[[list[str], str], str | None]
+              ) -> Callable[[list[str]], list[str]]:
+    """Apply ``edit(words, line)`` to the matrix lines of ``test`` (None drops the line)."""
     def fn(lines: list[str]) -> list[str]:
         out, inside = [], False
         for ln in lines:
@@ -285,30 +294,31 @@ def _nvb_first_gpus(n: int, test: str) -> Callable[[list[str]], list[str]]:
                 inside = ln.strip() == f"Running {test}."
             words = ln.split()
             if inside and words and words[0].isdigit():
-                if all(w.isdigit() for w in words):  # the column header
-                    ln = "".join(f"{w:>10}" for w in words[:n]) + "\n"
-                elif int(words[0]) >= n and len(words) == GPUS + 1:
+                new = edit(words, ln)
+                if new is None:
                     continue
-                else:
-                    ln = f"{words[0]:>2}" + "".join(f"{w:>10}" for w in words[1:n + 1]) + "\n"
+                ln = new
             out.append(ln)
         return out
     return fn
+
+
+def _nvb_first_gpus(n: int, test: str) -> Callable[[list[str]], list[str]]:
+    """nvbandwidth's matrix for ``test`` cut to columns (and source rows) 0..n-1."""
+    def edit(words: list[str], ln: str) -> str | None:
+        if all(w.isdigit() for w in words):  # the column header
+            return "".join(f"{w:>10}" for w in words[:n]) + "\n"
+        if int(words[0]) >= n and len(words) == GPUS + 1:
+            return None
+        return f"{words[0]:>2}" + "".join(f"{w:>10}" for w in words[1:n + 1]) + "\n"
+    return _nvb_rows(test, edit)
 
 
 def _nvb_drop_row(test: str, row: int) -> Callable[[list[str]], list[str]]:
-    def fn(lines: list[str]) -> list[str]:
-        out, inside = [], False
-        for ln in lines:
-            if ln.startswith("Running "):
-                inside = ln.strip() == f"Running {test}."
-            words = ln.split()
-            if inside and len(words) > 2 and words[0] == str(row) and \
-                    not all(w.isdigit() for w in words):
-                continue
-            out.append(ln)
-        return out
-    return fn
+    def edit(words: list[str], ln: str) -> str | None:
+        data_row = len(words) > 2 and not all(w.isdigit() for w in words)
+        return None if data_row and words[0] == str(row) else ln
+    return _nvb_rows(test, edit)
 
 
 def identity_mutations(run: Path) -> list[Mutation]:
@@ -443,15 +453,7 @@ def marker_mutations() -> list[Mutation]:
 
 
 def _special_marker(rel: str, kind: str) -> Callable[[Path], None]:
-    def apply(run: Path) -> None:
-        path = run / rel
-        if path.exists() or path.is_symlink():
-            path.unlink()
-        if kind == "fifo":
-            os.mkfifo(path)
-        else:
-            path.symlink_to("/dev/zero")
-    return apply
+    return lambda run: make_special(run / rel, kind)
 
 
 def special_file_mutations() -> list[Mutation]:
