@@ -51,13 +51,18 @@ tpu-check.json              ``python3 -m provision.verify.tpu_check --out tpu-ch
 
 Markers next to any file ``F`` (all optional):
 
-- ``F.rc`` — the tool's exit status as text; 127 reads as "not installed";
+- ``F.rc`` — the tool's exit status as text; 127 reads as "not installed"; any other non-zero
+  status fails the checks ``F`` feeds even when ``F`` parsed (grep's 1 on an empty ``xid.txt``
+  is the one benign status); text that is not a status fails them too;
 - ``F.stderr`` — the tool's stderr, quoted when the output is unusable;
 - ``F.timeout`` — written when the tool hung and the collector killed it (content: the timeout
   in seconds, or empty). The check then fails with "the tool hung", whatever ``F`` holds.
 
 A file for a check inside the requested level that is missing fails that check; outside the
-level a missing file is not an error, and a present one is judged anyway. The same table is
+level a missing file is not an error, and a present one is judged anyway. Files are read only
+when they are regular files of at most 16 MiB and 200,000 lines in UTF-8 (anything else fails
+the checks it feeds, naming the file); the ``sku`` file's counts are bounded (1-64 GPUs or chips,
+0-64 IB ports), beyond which the input is refused (exit 2). The same table is
 available as data: ``provision.verify.artifacts.COMMANDS`` and ``files_for_level(level)``.
 """
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from provision.errors import InputError
-from provision.verify.artifacts import host_directories, level_index, parse_sku_file
+from provision.verify.artifacts import (
+    host_directories,
+    level_index,
+    parse_sku_file,
+    read_sku_file,
+)
 from provision.verify.checks.base import HostContext, Overrides
 from provision.verify.judge import judge_cluster, judge_host, validate_overrides
 from provision.verify.model import ClusterReport, HostReport, Report
@@ -53,11 +58,10 @@ def _known(table: ReferenceTable) -> str:
 def _context(host: Path, table: ReferenceTable, default_sku: str | None, level: str,
              overrides: Overrides, expected_driver: str | None) -> HostContext:
     sku_path = host / "sku"
-    if sku_path.is_file():
-        sku_file = parse_sku_file(sku_path.read_text(encoding="utf-8"), str(sku_path))
-    elif default_sku is not None:
+    sku_file = read_sku_file(sku_path)
+    if sku_file is None and default_sku is not None:
         sku_file = parse_sku_file(default_sku, "--sku")
-    else:
+    elif sku_file is None:
         raise InputError(f"host {host.name} has no sku file and no --sku was given",
                          [f"write the SKU id to {sku_path} or pass --sku", _known(table)])
     ref = table.sku(sku_file.sku)

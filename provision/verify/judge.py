@@ -101,12 +101,27 @@ def _wanted(spec: CheckSpec, ctx: HostContext) -> bool:
     return any(read_artifact(ctx.directory, f).present for f in spec.files)
 
 
+def with_exit_status(checks: list[Check], problem: str | None) -> list[Check]:
+    """A tool that exited non-zero fails the checks its output feeds, even when the output
+    parsed (a crash after the table); a check skipped for lack of a reference stays skipped."""
+    if problem is None:
+        return checks
+    for check in checks:
+        if check.status in ("pass", "warn"):
+            check.status = "fail"
+        check.detail += f"; {problem}"
+    return checks
+
+
 def judge_host(ctx: HostContext) -> list[Check]:
     """Every check the level expects (plus any outside it whose file was collected)."""
     checks: list[Check] = []
     for spec in HOST_CHECKS:
         if _wanted(spec, ctx):
-            checks.extend(spec.run(ctx))
+            found = spec.run(ctx)
+            for file in spec.files:
+                found = with_exit_status(found, ctx.artifact(file).exit_problem())
+            checks.extend(found)
     return checks
 
 
@@ -115,7 +130,9 @@ def judge_cluster(directory: Path, hosts: list[HostContext], level: str) -> list
     gpu_hosts = [h for h in hosts if h.ref.kind == "gpu"]
     if not gpu_hosts:
         return []
-    present = read_artifact(directory / cluster.CLUSTER_DIR, cluster.NCCL_FILE).present
-    if LEVELS.index(level) < LEVELS.index(CLUSTER_LEVEL) and not present:
+    art = read_artifact(directory / cluster.CLUSTER_DIR, cluster.NCCL_FILE)
+    if LEVELS.index(level) < LEVELS.index(CLUSTER_LEVEL) and not art.present:
         return []
-    return cluster.check_multinode_nccl(directory, gpu_hosts)
+    exit_problem = art.exit_problem()
+    return with_exit_status(cluster.check_multinode_nccl(directory, gpu_hosts),
+                            f"{cluster.CLUSTER_DIR}/{exit_problem}" if exit_problem else None)

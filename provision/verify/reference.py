@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 REFERENCE_FILE = "reference.json"
+# A figure above peak x this margin cannot have been measured on the SKU: the output is corrupt
+# (or the node is another SKU). Metrics whose measurements legitimately exceed the datasheet
+# peak (NVLS all_reduce busbw) carry an explicit ``ceiling`` instead.
+IMPOSSIBLE_MARGIN = 1.10
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,14 @@ class Metric:
     peak_source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. ring_reference, per_nic
 
+    @property
+    def ceiling(self) -> float | None:
+        """The largest figure a healthy node of this SKU can print (None: no bound known)."""
+        explicit = self.extra.get("ceiling")
+        if isinstance(explicit, int | float):
+            return float(explicit)
+        return self.peak * IMPOSSIBLE_MARGIN if self.peak else None
+
 
 @dataclass(frozen=True, slots=True)
 class NvlinkSpec:
@@ -55,10 +67,16 @@ class NvlinkSpec:
     pair_links: int  # NV# expected between every GPU pair in `nvidia-smi topo -m`
     link_gbps: float | None  # per-link speed `nvidia-smi nvlink --status` prints
     source: str
+    # Boards without NVSwitches split a GPU's links between its peers: 4 x H100 show NV6.
+    pair_links_by_gpus: dict[int, int] = field(default_factory=dict)
 
     @property
     def expected(self) -> bool:
         return self.fabric != "none" and self.links_per_gpu > 0
+
+    def pair_links_for(self, gpus: int) -> int:
+        """NV# every GPU pair shows in `nvidia-smi topo -m` on a node with ``gpus`` GPUs."""
+        return self.pair_links_by_gpus.get(gpus, self.pair_links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +153,9 @@ def _sku(name: str, raw: dict[str, Any]) -> SkuReference:
         pcie_gen=pcie["gen"], pcie_width=pcie["width"], pcie_source=pcie.get("source", ""),
         nvlink=NvlinkSpec(fabric=nv["fabric"], links_per_gpu=nv["links_per_gpu"],
                           pair_links=nv["pair_links"], link_gbps=nv.get("link_gbps"),
-                          source=nv.get("source", "")),
+                          source=nv.get("source", ""),
+                          pair_links_by_gpus={int(k): int(v) for k, v in
+                                              nv.get("pair_links_by_gpus", {}).items()}),
         ib=IbSpec(ports=ib["ports"], rate_gbps=ib.get("rate_gbps"), source=ib.get("source", "")),
     )
 

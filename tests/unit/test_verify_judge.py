@@ -40,7 +40,7 @@ L40S_HEALTHY = {
     "nvidia-smi-nvlink.txt": "nvlink-l40s.txt",
     "remap.csv": "remap-l40s-na.csv",
     "xid.txt": None,
-    "dcgmi-diag.json": "dcgm-diag-r2-dcgm4-pass.json",
+    "dcgmi-diag.json": "dcgm-diag-r2-dcgm4-pass-4gpu.json",
     "nvbandwidth.txt": "nvbandwidth-l40s-waived.txt",
 }
 
@@ -185,7 +185,8 @@ def test_nccl_failure_and_wrong_rank_count(tmp_path):
     (d / "sku").write_text("h100-sxm-80gb gpus=4\n")
     (d / "nccl-all_reduce.txt").write_text(fixture("nccl-all_reduce-h100.txt"))
     c = checks(analyze(tmp_path), "n")["nccl.all_reduce"]
-    assert c.status == "warn" and "reference is for 4 ranks" in c.detail
+    assert c.status == "fail" and "8 ranks, 4 expected" in c.detail
+    assert "device 4, 5, 6, 7 beyond the 4 expected" in c.detail
 
 
 def test_slow_gpu_on_host_link_fails_h2d_and_names_it(tmp_path):
@@ -220,7 +221,7 @@ def test_wrong_model_count_driver_and_pcie(tmp_path):
     rows[5] = rows[5].replace(", 5, 16,", ", 4, 16,")
     (d / "nvidia-smi-query.csv").write_text("\n".join(rows) + "\n")
     got = checks(analyze(tmp_path, level="quick", expected_driver="535"), "n")
-    assert got["gpu.count"].status == "fail" and "index 7 absent" in got["gpu.count"].detail
+    assert got["gpu.count"].status == "fail" and "GPU 7 missing" in got["gpu.count"].detail
     assert got["gpu.model"].status == "fail" and "NVIDIA H200" in got["gpu.model"].detail
     assert got["gpu.memory"].status == "fail" and got["gpu.memory"].ratio < 0.6
     assert got["gpu.driver"].status == "fail" and got["gpu.driver"].expected == "535"
@@ -392,7 +393,7 @@ def test_multinode_nccl_judged_per_nic(tmp_path):
     assert "16 ranks on 2 nodes" in c.detail and "46 GB/s per NIC" in c.source
     make_host(tmp_path, "gpu-node-2", H100_HEALTHY, "h100-sxm-80gb")
     (c,) = analyze(tmp_path, level="full").cluster.checks
-    assert c.status == "warn" and "reference is for 24 ranks" in c.detail
+    assert c.status == "fail" and "16 ranks, 24 expected" in c.detail
 
 
 def test_cluster_check_missing_at_full_fails_and_absent_below_full(tmp_path):

@@ -22,7 +22,10 @@ GPU_SKUS = sorted(s for s, r in load_reference().skus.items() if r.kind == "gpu"
 HANG_TIMEOUT = 3.0  # seconds the collector waits on a hung simulated tool
 # What each fault must fail on the faulty node, and nothing else may fail there.
 FAULTS: dict[str, set[str]] = {
-    "gpu-missing": {"gpu.count", "nccl.all_reduce"},
+    # A missing GPU is missing from every per-GPU listing, and each listing says so.
+    "gpu-missing": {"gpu.count", "gpu.row_remap", "nvlink.topology", "nvlink.status",
+                    "dcgm.diag", "nvbandwidth.h2d", "nvbandwidth.d2h", "nvbandwidth.d2d",
+                    "nccl.all_reduce"},
     "nvlink-down": {"nvlink.topology", "nvlink.status"},
     "hbm-degraded": {"dcgm.diag"},
     "pcie-degraded": {"gpu.pcie", "nvbandwidth.h2d", "nvbandwidth.d2h"},
@@ -156,7 +159,7 @@ def test_fault_details_carry_the_evidence(faulty_run):
     assert "SIMULATED" in detail("node-xid-79", "xid")
     assert "GPU 0 x8" in detail("node-pcie-degraded", "gpu.pcie")
     assert "memory_bandwidth GPU 0" in detail("node-hbm-degraded", "dcgm.diag")
-    assert "index 7 absent" in detail("node-gpu-missing", "gpu.count")
+    assert "GPU 7 missing" in detail("node-gpu-missing", "gpu.count")
     assert "mlx5_0/1 Down/Polling" in detail("node-ib-down", "ib.ports")
 
 
@@ -169,21 +172,25 @@ def test_every_tool_has_an_executable(tmp_path):
     assert sim("nvidia-smi", "-L", config=cfg).stdout.count("NVIDIA A100-SXM4-80GB") == 8
 
 
-def test_banner_on_stdout_for_people_and_on_stderr_for_machine_formats(tmp_path):
+def test_banner_on_stdout_for_people_and_on_stderr_for_parsed_formats(tmp_path):
+    """Everything simulated says so; outputs verify parses line by line keep the real layout
+    (tests/unit/test_verify_sim_formats.py compares them with real recordings) and carry the
+    label on stderr, which the collector saves as <file>.stderr."""
     cfg = write_config(tmp_path / "n.json", "h200-sxm-141gb", "n")
     summary = sim("nvidia-smi", config=cfg)
     assert summary.stdout.startswith("SIMULATED") and "NVIDIA H200" in summary.stdout
     for args in (host_commands("quick", 8)["nvidia-smi-query.csv"][1:],
-                 host_commands("quick", 8)["remap.csv"][1:]):
+                 host_commands("quick", 8)["remap.csv"][1:], ("topo", "-m"),
+                 ("nvlink", "--status")):
         out = sim("nvidia-smi", *args, config=cfg)
-        assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr
+        assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr, args
+    out = sim("ibstat", config=cfg)
+    assert "SIMULATED" not in out.stdout and "SIMULATED" in out.stderr
     dcgm = sim("dcgmi", "diag", "-r", "1", "-j", config=cfg)
     assert json.loads(dcgm.stdout)["metadata"]["version"] and "SIMULATED" in dcgm.stderr
-    for tool, args in (("nvidia-smi", ("topo", "-m")), ("nvidia-smi", ("nvlink", "--status")),
-                       ("nvidia-smi", ("-q",)), ("nvbandwidth", ("-t", "host_to_device_memcpy_ce")),
+    for tool, args in (("nvidia-smi", ("-q",)), ("nvbandwidth", ("-t", "host_to_device_memcpy_ce")),
                        ("all_reduce_perf", ("-b", "1G", "-e", "1G", "-g", "8")),
-                       ("ibstat", ()), ("ib_write_bw", ("--report_gbits",)),
-                       ("dcgmi", ("diag", "-r", "1"))):
+                       ("ib_write_bw", ("--report_gbits",)), ("dcgmi", ("diag", "-r", "1"))):
         assert "SIMULATED" in sim(tool, *args, config=cfg).stdout, (tool, args)
 
 

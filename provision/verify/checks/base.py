@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from provision.verify.artifacts import Artifact, read_artifact
 from provision.verify.model import Check, Status
@@ -26,11 +30,18 @@ class HostContext:
     overrides: Overrides = field(default_factory=dict)
     expected_driver: str | None = None
     _artifacts: dict[str, Artifact] = field(default_factory=dict)
+    _parsed: dict[str, Any] = field(default_factory=dict)
 
     def artifact(self, name: str) -> Artifact:
         if name not in self._artifacts:
             self._artifacts[name] = read_artifact(self.directory, name)
         return self._artifacts[name]
+
+    def parsed(self, name: str, parse: Callable[[str], Any]) -> Any:
+        """``parse`` of an artifact's text, once per host: several checks read the GPU query."""
+        if name not in self._parsed:
+            self._parsed[name] = parse(self.artifact(name).text or "")
+        return self._parsed[name]
 
     def bands(self, check: str) -> Bands:
         base = self.table.bands_for(check)
@@ -58,15 +69,27 @@ def fmt(x: float) -> str:
 
 def judge_metric(ctx: HostContext, name: str, measured: float, what: str,
                  metric: Metric | None = None, reference: float | None = None,
-                 peak: float | None = None, source: str | None = None) -> Check:
+                 peak: float | None = None, source: str | None = None,
+                 ceiling: float | None = None) -> Check:
     """Compare one measured figure with its reference and bands.
 
     ``what`` says which figure this is ("slowest GPU 3 host->device"); the reference comes from
     an override, the ``reference`` argument, or the SKU's metric, in that order. With no
-    reference the figure is reported with its ratio to peak and the check is a skip.
+    reference the figure is reported with its ratio to peak and the check is a skip. A figure
+    that is not a finite non-negative number, or that is above what the SKU can physically do
+    (``ceiling``, default the metric's ceiling), fails whatever the reference.
     """
     metric = metric if metric is not None else ctx.ref.metric(name)
     unit = metric.unit if metric else ""
+    if not math.isfinite(measured) or measured < 0:
+        return Check(name=name, status="fail", unit=unit,
+                     detail=f"{what}: unusable output: {measured!r} is not a measurement")
+    bound = ceiling if ceiling is not None else (metric.ceiling if metric else None)
+    if bound is not None and measured > bound:
+        return Check(name=name, status="fail", measured=measured, unit=unit,
+                     detail=f"{what}: {fmt(measured)} {unit} is physically impossible on "
+                            f"{ctx.ref.sku} (above {fmt(bound)} {unit}): corrupt output or "
+                            "another SKU")
     override = ctx.reference_override(name)
     ref = override if override is not None else (
         reference if reference is not None else (metric.reference if metric else None))
@@ -98,3 +121,24 @@ def list_some(items: list[str], limit: int = 6) -> str:
     if len(items) <= limit:
         return ", ".join(items)
     return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+
+
+def index_problems(indices: Iterable[int], expect: int, what: str = "GPU") -> list[str]:
+    """Why a per-GPU listing is not "each of 0..expect-1 exactly once" (empty when it is)."""
+    counts = Counter(indices)
+    problems = [f"{what} {i} listed {n} times" for i, n in sorted(counts.items()) if n > 1]
+    extra = sorted(i for i in counts if not 0 <= i < expect)
+    if extra:
+        problems.append(f"{what} {list_some([str(i) for i in extra], 4)} beyond the "
+                        f"{expect} expected")
+    missing = [str(i) for i in range(expect) if i not in counts]
+    if missing:
+        problems.append(f"{what} {list_some(missing, 4)} missing")
+    return problems
+
+
+def unusable(names: list[str] | tuple[str, ...], file: str, problems: list[str],
+             hint: str = "") -> list[Check]:
+    """Every check a file feeds fails when the file holds numbers no tool prints."""
+    detail = f"{file}: unusable output: {list_some(problems, 3)}" + (f"; {hint}" if hint else "")
+    return [Check(name=n, status="fail", detail=detail) for n in names]

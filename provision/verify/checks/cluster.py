@@ -2,7 +2,9 @@
 
 Across nodes the network bounds busbw: the reference is the known-good busbw per NIC (46 GB/s
 on NDR 400G, 24 on HDR 200G) times the InfiniBand ports per node, capped at the single-node
-reference, and the slowest node's figure is the cluster's.
+reference, and the slowest node's figure is the cluster's. The ranks must cover every GPU of
+every host once; a figure above the single-node ceiling (NVLS may beat the per-NIC figure across
+nodes, never the intra-node bound) is corrupt output.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ def check_multinode_nccl(directory: Path, hosts: list[HostContext]) -> list[Chec
     judged = [(r, h) for r, h in refs if r[0] is not None]
     ctx = min(judged, key=lambda item: item[0][0])[1] if judged else hosts[0]
     ref, peak, source = _reference(ctx)
+    metric = ctx.ref.metric(NAME)
     check = judge_nccl(ctx, NAME, parsed, art.failure_hint(),
-                       expect_ranks=sum(h.expect_count for h in hosts),
-                       reference=ref, peak=peak, source=source)
+                       expect={h.host: h.expect_count for h in hosts},
+                       reference=ref, peak=peak, source=source,
+                       ceiling=metric.ceiling if metric else None)
     covered = set(parsed.hosts)
-    if covered and len(covered) < len(hosts) and check.status in ("pass", "skip"):
-        check.status = "warn"
+    if covered and len(covered) < len(hosts) and check.status != "fail":
+        check.status = "fail"
         check.detail += f"; ran on {len(covered)} of {len(hosts)} hosts"
     return [check]

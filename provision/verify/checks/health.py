@@ -1,8 +1,11 @@
 """Health checks: XID events in the kernel log and DCGM diagnostics.
 
 XIDs on Azure's fatal list (reference.json ``xid.fatal``) fail the node; other XIDs, usually an
-application's fault (13, 31, 43), warn. DCGM fails on any failed test, warns on warnings and
-when it ran a lower -r level than the verify level expects (r1 quick, r2 standard, r3 full).
+application's fault (13, 31, 43), warn. DCGM fails on any failed test, on a status DCGM does
+not document ("Error", "Fail (XID 79)"), when no test ran at all (every result Skip/Not Run, or
+none parsed) and when its per-GPU results do not cover GPUs 0..N-1 exactly (a GPU twice in one
+test, a GPU no result names); it warns on warnings and when it ran a lower -r level than the
+verify level expects (r1 quick, r2 standard, r3 full).
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 
 from provision.verify.artifacts import DCGM_LEVEL
-from provision.verify.checks.base import HostContext, list_some, unavailable
+from provision.verify.checks.base import HostContext, index_problems, list_some, unavailable
 from provision.verify.model import Check
-from provision.verify.parsers.dcgm import parse_dcgm
+from provision.verify.parsers.dcgm import DcgmDiag, parse_dcgm
 from provision.verify.parsers.xid import parse_xid
 
 XID_FILE = "xid.txt"
@@ -60,8 +63,9 @@ def check_dcgm(ctx: HostContext) -> list[Check]:
         hint = art.failure_hint()
         return [Check(name="dcgm.diag", status="fail", detail=f"{DCGM_FILE}: "
                       f"{'; '.join(diag.errors)}" + (f"; {hint}" if hint else ""))]
-    ran = diag.level_run()
+    ran = diag.level_ran()
     failed = [r for r in diag.results if r.status == "fail"]
+    unknown = [r for r in diag.results if r.status == "unknown"]
     warned = [r for r in diag.results if r.status == "warn"]
     tests = len(diag.tests)
 
@@ -70,11 +74,24 @@ def check_dcgm(ctx: HostContext) -> list[Check]:
                           + (f": {r.messages[0][:100]}" if r.messages else "") for r in results],
                          limit=4)
 
-    skipped = sorted({r.test for r in diag.results if r.status in ("skip", "notrun")})
     version = f"DCGM {diag.version} " if diag.version else ""
-    if failed:
-        return [Check(name="dcgm.diag", status="fail", measured=len(failed), expected=0,
-                      unit="failed results", detail=f"{version}-r {ran}: {items(failed)}")]
+    if failed or unknown:
+        parts = [items(failed)] if failed else []
+        if unknown:
+            parts.append("statuses DCGM does not document: " + list_some(
+                [f"{r.test} {r.raw_status!r}" for r in unknown], 4))
+        return [Check(name="dcgm.diag", status="fail", measured=len(failed) + len(unknown),
+                      expected=0, unit="failed results",
+                      detail=f"{version}-r {ran}: {'; '.join(parts)}")]
+    if not any(r.status in ("pass", "warn") for r in diag.results):
+        return [Check(name="dcgm.diag", status="fail", measured=0, unit="tests run",
+                      detail=f"{version}: none of {tests} tests ran (every result Skip or Not "
+                             "Run): the GPUs were not diagnosed")]
+    if identity := _gpu_identity(diag, ctx.expect_count):
+        return [Check(name="dcgm.diag", status="fail", unit="GPUs",
+                      detail=f"{DCGM_FILE}: results do not cover GPUs 0-{ctx.expect_count - 1} "
+                             f"once each: {list_some(identity, 4)}")]
+    skipped = sorted({r.test for r in diag.results if r.status in ("skip", "notrun")})
     notes = []
     status = "pass"
     if warned:
@@ -88,3 +105,22 @@ def check_dcgm(ctx: HostContext) -> list[Check]:
         detail += f" (skipped: {list_some(skipped, 4)})"
     return [Check(name="dcgm.diag", status=status, measured=0, expected=0, unit="failed results",
                   detail=detail + (f"; {'; '.join(notes)}" if notes else ""))]
+
+
+def _gpu_identity(diag: DcgmDiag, expect: int) -> list[str]:
+    """GPUs named twice within one test, beyond the node's count, or never named."""
+    problems: list[str] = []
+    covered: set[int] = set()
+    per_test: dict[str, list[int]] = {}
+    for r in diag.results:
+        if r.gpu is not None and not r.gpus and r.gpu.startswith("unreadable"):
+            problems.append(f"{r.test}: {r.gpu}")
+        per_test.setdefault(r.test, []).extend(r.gpus)
+        covered.update(r.gpus)
+    for test, ids in per_test.items():
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if twice:
+            problems.append(f"{test} reports GPU {list_some([str(i) for i in twice], 3)} twice")
+    if covered:  # results that name no GPU at all are node-wide: nothing to match
+        problems += index_problems(sorted(covered), expect)
+    return problems

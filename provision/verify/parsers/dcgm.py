@@ -6,7 +6,10 @@ Two shapes exist. DCGM 3.x: ``{"DCGM GPU Diagnostic": {"test_categories": [{"cat
 {"test_categories": [... "results": [{"entity_group": "GPU", "entity_id": 0, "status",
 "warnings": [{"warning", "error_id", ...}]}], "test_summary": {"status"}]}, "metadata":
 {"version"}}``. Text before the JSON (a warning line) is skipped. Statuses are normalised to
-pass | fail | warn | skip | notrun.
+pass | fail | warn | skip | notrun; any other status ("Error", "Fail (XID 79)", a number) is
+``unknown`` and keeps its raw text, because a status nobody documented is not a pass. GPU ids
+come as ``"0,1,2,3,4,5,6,7"`` (one result for several GPUs, DCGM 3), a number, or an
+``entity_id`` (DCGM 4); they are read into ``gpus`` so the checks can match them with the node.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class DcgmResult:
     gpu: str | None  # GPU id(s) as DCGM printed them; None for node-wide results
     status: str
     messages: tuple[str, ...]
+    gpus: tuple[int, ...] = ()  # the GPU indices the result covers (empty: node-wide/unknown)
+    raw_status: str = ""
 
 
 @dataclass(slots=True)
@@ -51,6 +56,11 @@ class DcgmDiag:
         """The -r level the result set shows (1 when only deployment/software tests ran)."""
         tests = self.tests
         return max((lvl for lvl, names in LEVEL_MARKERS.items() if tests & names), default=1)
+
+    def level_ran(self) -> int:
+        """The -r level the tests that actually ran show (skipped tests do not count)."""
+        ran = {r.test for r in self.results if r.status in ("pass", "fail", "warn", "unknown")}
+        return max((lvl for lvl, names in LEVEL_MARKERS.items() if ran & names), default=1)
 
 
 def _dict(x: Any) -> dict[str, Any]:
@@ -76,6 +86,23 @@ def _messages(entry: dict[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _gpu_ids(value: Any) -> tuple[tuple[int, ...], bool]:
+    """(GPU indices, readable) from DCGM's ``gpu_ids``/``entity_id`` in any of its shapes."""
+    if isinstance(value, bool):
+        return (), False
+    if isinstance(value, int):
+        return ((value,), True) if 0 <= value < 1 << 20 else ((), False)
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if parts and all(re.fullmatch(r"[0-9]{1,6}", p) for p in parts):
+            return tuple(int(p) for p in parts), True
+        return (), False
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                       and 0 <= v < 1 << 20 for v in value):
+        return tuple(value), True
+    return (), False
+
+
 def _json_part(text: str) -> Any:
     start = text.find("{")
     end = text.rfind("}")
@@ -88,16 +115,21 @@ def parse_dcgm(text: str) -> DcgmDiag:
     diag = DcgmDiag()
     try:
         doc = _json_part(text)
-    except ValueError as exc:
-        diag.errors.append(f"not DCGM JSON: {exc}")
+    except (ValueError, RecursionError) as exc:
+        diag.errors.append(f"not DCGM JSON: {str(exc)[:200]}")
+        return diag
+    if not isinstance(doc, dict):
+        diag.errors.append("not DCGM JSON: the document is not an object")
         return diag
     root = doc.get("DCGM Diagnostic") or doc.get("DCGM GPU Diagnostic")
     if not isinstance(root, dict):
         diag.errors.append("no 'DCGM Diagnostic' (4.x) or 'DCGM GPU Diagnostic' (3.x) object")
         return diag
     meta = _dict(doc.get("metadata"))
-    diag.version = meta.get("version") or root.get("version")
-    diag.runtime_error = root.get("runtime_error") or doc.get("runtime_error")
+    version = meta.get("version") or root.get("version")
+    diag.version = str(version)[:40] if version is not None else None
+    runtime_error = root.get("runtime_error") or doc.get("runtime_error")
+    diag.runtime_error = str(runtime_error)[:300] if runtime_error else None
     for category in _list(root.get("test_categories")):
         cat = str(_dict(category).get("category", ""))
         for test in _list(_dict(category).get("tests")):
@@ -110,13 +142,24 @@ def parse_dcgm(text: str) -> DcgmDiag:
             for r in results:
                 if not isinstance(r, dict):
                     continue
-                gpu = r.get("gpu_ids", r.get("entity_id"))
-                if r.get("entity_group") not in (None, "GPU"):
-                    gpu = f"{r['entity_group']} {gpu}"
-                raw = str(r.get("status", "")).strip().lower()
-                diag.results.append(DcgmResult(
-                    test=name, category=cat, gpu=None if gpu is None else str(gpu),
-                    status=_STATUS.get(raw, "notrun"), messages=_messages(r)))
+                diag.results.append(_result(r, name, cat))
     if not diag.results and not diag.runtime_error:
         diag.errors.append("the diagnostic reported no test results")
     return diag
+
+
+def _result(r: dict[str, Any], test: str, category: str) -> DcgmResult:
+    gpu = r.get("gpu_ids", r.get("gpu_id", r.get("entity_id")))
+    group = r.get("entity_group")
+    gpus: tuple[int, ...] = ()
+    if group in (None, "GPU") and gpu is not None:
+        gpus, readable = _gpu_ids(gpu)
+        if not readable:
+            gpu = f"unreadable id {str(gpu)[:20]!r}"
+    elif group is not None:
+        gpu = f"{str(group)[:20]} {str(gpu)[:20]}"
+    raw = r.get("status")
+    text = raw.strip() if isinstance(raw, str) else repr(raw)[:40]
+    return DcgmResult(test=test, category=category, gpu=None if gpu is None else str(gpu)[:60],
+                      status=_STATUS.get(text.lower(), "unknown"), messages=_messages(r),
+                      gpus=gpus, raw_status=text[:40])

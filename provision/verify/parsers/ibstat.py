@@ -2,7 +2,10 @@
 
 ``CA 'mlx5_0'`` blocks with ``CA type``, ``Firmware version`` and one ``Port N:`` section each
 holding ``State: Active``, ``Physical state: LinkUp``, ``Rate: 400`` and ``Link layer:
-InfiniBand`` (Ethernet for RoCE/management ports, which the IB checks leave out).
+InfiniBand`` (Ethernet for RoCE/management ports, which the IB checks leave out). ``ibstat``
+stops with ``ibpanic: ... stat of IB device 'mlx5_8' failed`` when a device vanishes mid-listing
+(after the CAs it did print): such lines are errors wherever they appear. A rate that is not a
+number a port runs at goes to ``unusable``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from provision.verify.parsers.common import strip_ansi, to_float
+from provision.verify.parsers.common import is_uint, lines, read_number
 
 _CA = re.compile(r"^CA '([^']+)'")
 _PORT = re.compile(r"^Port (\d+):\s*$")
@@ -26,6 +29,7 @@ class IbPort:
     physical_state: str | None = None
     rate: float | None = None  # Gb/s
     link_layer: str | None = None
+    line: int = 0
 
     @property
     def name(self) -> str:
@@ -45,6 +49,7 @@ class IbPort:
 class IbstatResult:
     ports: list[IbPort] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
 
 
 def parse_ibstat(text: str) -> IbstatResult:
@@ -52,19 +57,22 @@ def parse_ibstat(text: str) -> IbstatResult:
     ca: str | None = None
     ca_type: str | None = None
     port: IbPort | None = None
-    for raw in strip_ansi(text).splitlines():
+    for number, raw in lines(text):
         line = raw.strip()
         if not line:
+            continue
+        if line.lower().startswith("ibpanic") or line.lower().startswith("ibwarn"):
+            result.errors.append(line[:300])
             continue
         if m := _CA.match(line):
             ca, ca_type, port = m[1], None, None
             continue
         if ca is None:
-            if "ibpanic" in line.lower() or "error" in line.lower() or "no " in line.lower():
-                result.errors.append(line)
+            if "error" in line.lower() or line.lower().startswith("no "):
+                result.errors.append(line[:300])
             continue
-        if m := _PORT.match(line):
-            port = IbPort(ca=ca, port=int(m[1]), ca_type=ca_type)
+        if (m := _PORT.match(line)) and is_uint(m[1]):
+            port = IbPort(ca=ca, port=int(m[1]), ca_type=ca_type, line=number)
             result.ports.append(port)
             continue
         if not (m := _KV.match(line)):
@@ -79,7 +87,10 @@ def parse_ibstat(text: str) -> IbstatResult:
         elif key == "physical state":
             port.physical_state = value
         elif key == "rate":
-            port.rate = to_float(value.split()[0]) if value else None
+            where = f"line {number} {port.name} rate"
+            port.rate = read_number(value.split()[0], where, result.unusable) if value else None
+            if not value:
+                result.unusable.append(f"{where}: empty")
         elif key == "link layer":
             port.link_layer = value
     return result

@@ -3,7 +3,8 @@
 ``GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)`` then one tab-indented line per link:
 ``Link 0: 26.562 GB/s`` (A100: ``25 GB/s``). A down link prints ``<inactive>`` (some builds
 ``0 GB/s``); a GPU whose links are all down prints ``NVML: Unable to retrieve NVLink information
-as all links are inactive`` instead of the list. GPUs without NVLink print no link lines.
+as all links are inactive`` instead of the list. GPUs without NVLink print no link lines. A
+speed that is no number a link can run at (NaN, inf, negative, text) goes to ``unusable``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from provision.verify.parsers.common import strip_ansi, to_float
+from provision.verify.parsers.common import is_uint, lines, read_number
 
 _GPU = re.compile(r"^GPU (\d+):\s*(.*?)(?:\s*\(UUID:\s*([^)]*)\))?\s*$")
 _LINK = re.compile(r"^Link (\d+):\s*(.*)$")
@@ -23,7 +24,9 @@ class NvlinkGpu:
     index: int
     name: str
     uuid: str | None
+    line: int = 0
     links: dict[int, float | None] = field(default_factory=dict)  # None: inactive
+    duplicate_links: list[int] = field(default_factory=list)
     all_inactive: bool = False
 
     @property
@@ -35,28 +38,37 @@ class NvlinkGpu:
 class NvlinkStatus:
     gpus: list[NvlinkGpu] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
 
 
-def _speed(value: str) -> float | None:
+def _speed(value: str, where: str, sink: list[str]) -> float | None:
     value = value.strip()
     if value.startswith("<") or "inactive" in value.lower():
         return None
-    number = to_float(value.split()[0]) if value else None
+    parts = value.split()
+    if not parts:
+        sink.append(f"{where}: no speed")
+        return None
+    number = read_number(parts[0], where, sink)
     return number or None  # "0 GB/s" is a down link too
 
 
 def parse_nvlink(text: str) -> NvlinkStatus:
     status = NvlinkStatus()
     gpu: NvlinkGpu | None = None
-    for raw in strip_ansi(text).splitlines():
+    for number, raw in lines(text):
         line = raw.strip()
         if not line:
             continue
-        if m := _GPU.match(line):
-            gpu = NvlinkGpu(index=int(m[1]), name=m[2].strip(), uuid=m[3])
+        if (m := _GPU.match(line)) and is_uint(m[1]):
+            gpu = NvlinkGpu(index=int(m[1]), name=m[2].strip(), uuid=m[3], line=number)
             status.gpus.append(gpu)
-        elif (m := _LINK.match(line)) and gpu is not None:
-            gpu.links[int(m[1])] = _speed(m[2])
+        elif (m := _LINK.match(line)) and gpu is not None and is_uint(m[1]):
+            link = int(m[1])
+            if link in gpu.links:
+                gpu.duplicate_links.append(link)
+            gpu.links[link] = _speed(m[2], f"line {number} GPU {gpu.index} link {link}",
+                                     status.unusable)
         elif _ALL_INACTIVE in line.lower():
             if gpu is not None:
                 gpu.all_inactive = True

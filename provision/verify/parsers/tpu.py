@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,18 +24,25 @@ class TpuCheck:
 
 
 def _int(x: Any) -> int | None:
-    return x if isinstance(x, int) and not isinstance(x, bool) else None
+    """A count as JSON gives it; None for anything else, or a count no host can have."""
+    ok = isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 53
+    return x if ok else None
 
 
-def _float(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+def _float(x: Any, name: str, errors: list[str]) -> float | None:
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return None
+    if not math.isfinite(x) or x < 0:
+        errors.append(f"unusable output: {name} is {x!r}, not a measurement")
+        return None
+    return float(x)
 
 
 def parse_tpu_check(text: str) -> TpuCheck:
     out = TpuCheck()
     try:
         doc: dict[str, Any] = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         out.errors.append(f"not JSON: {exc}")
         return out
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -47,8 +55,8 @@ def parse_tpu_check(text: str) -> TpuCheck:
     psum = doc.get("psum") if isinstance(doc.get("psum"), dict) else {}
     correct = psum.get("correct")
     out.psum_correct = correct if isinstance(correct, bool) else None
-    out.busbw_gbps = _float(psum.get("busbw_gbps"))
-    out.algbw_gbps = _float(psum.get("algbw_gbps"))
+    out.busbw_gbps = _float(psum.get("busbw_gbps"), "psum.busbw_gbps", out.errors)
+    out.algbw_gbps = _float(psum.get("algbw_gbps"), "psum.algbw_gbps", out.errors)
     out.bytes_per_chip = _int(psum.get("bytes_per_chip"))
     errors = doc.get("errors")
     out.errors.extend(str(e) for e in (errors if isinstance(errors, list) else []))

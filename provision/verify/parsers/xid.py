@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from provision.verify.parsers.common import strip_ansi
+from provision.verify.parsers.common import lines
 
 _XID = re.compile(r"NVRM: Xid \((?:PCI:)?([0-9A-Fa-f:.]+)\):\s*(\d+)(?:,\s*(.*))?$")
 _PID_NAME = re.compile(r"^pid=[^,]*,\s*name=[^,]*,\s*")
@@ -31,7 +31,7 @@ class XidLog:
 
 def parse_xid(text: str) -> XidLog:
     log = XidLog()
-    for raw in strip_ansi(text).splitlines():
+    for _, raw in lines(text):
         if m := _XID.search(raw.strip()):
             message = _PID_NAME.sub("", (m[3] or "").strip())
             log.events.append(XidEvent(pci=m[1].lower(), code=int(m[2]), message=message,
