@@ -11,7 +11,9 @@ Roles take every input from these variables, never from provision's internals.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,39 @@ def cluster_cidr(nodes: Sequence[NodeRecord]) -> str | None:
     return None
 
 
+# Node labels the roles read, as host variables: which image family a node runs and what it
+# ships (the driver role keeps a preinstalled driver), which GPUDirect software its NICs need.
+LABEL_VARS = {"image_family": "provision_image_family",
+              "image_driver": "provision_image_driver",
+              "network_fabric": "provision_network_fabric"}
+
+
+def proxy_args(jump: NodeRecord, cluster_vars: dict[str, Any]) -> str:
+    """SSH options that reach a node through ``jump`` (its head). A ProxyCommand rather than
+    ProxyJump: options given on the command line (the key, known-hosts settings) do not apply
+    to a ProxyJump hop (ssh(1)), so the hop's own ssh gets them explicitly."""
+    common = str(cluster_vars.get("ansible_ssh_common_args") or "")
+    key = cluster_vars.get("ansible_ssh_private_key_file")
+    hop = ["ssh", *shlex.split(common), *(["-i", str(key)] if key else []),
+           "-p", str(jump.ssh_port), f"{jump.ssh_user}@{jump.address}"]
+    # ssh expands %-tokens in ProxyCommand: keep %h:%p, escape any other %
+    command = " ".join(shlex.quote(a).replace("%", "%%") for a in hop) + " -W %h:%p"
+    return " ".join(filter(None, [common, "-o", shlex.quote(f"ProxyCommand={command}")]))
+
+
+def host_vars(nodes: Sequence[NodeRecord], cluster_vars: dict[str, Any]) -> dict[str, dict]:
+    """Per-host variables beyond the address: the jump through the head, label variables."""
+    by_name = {n.name: n for n in nodes}
+    out: dict[str, dict[str, Any]] = {}
+    for n in nodes:
+        hv = {var: n.labels[label] for label, var in LABEL_VARS.items() if label in n.labels}
+        if n.via and n.via in by_name:
+            hv["provision_via"] = n.via
+            hv["ansible_ssh_common_args"] = proxy_args(by_name[n.via], cluster_vars)
+        out[n.name] = hv
+    return out
+
+
 @dataclass(frozen=True)
 class Inventory:
     directory: Path
@@ -89,9 +124,11 @@ def render_inventory(
     profile as role variables); files of groups no longer given are removed."""
     env = Environment(loader=PackageLoader("provision", "templates"), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["scalar"] = json.dumps  # a JSON string is a valid YAML scalar
     hosts = env.get_template("hosts.yml.j2").render(
         cluster=cluster, target=target, nodes=nodes, rendered_at=now(),
-        inventory_dir=directory, groups=groups_for(nodes, sku_to_gpu))
+        inventory_dir=directory, groups=groups_for(nodes, sku_to_gpu),
+        host_vars=host_vars(nodes, cluster_vars))
     yaml.safe_load(hosts)  # a template bug must never reach Ansible as a half-valid file
     head = next((n for n in nodes if n.role == "head"), nodes[0] if nodes else None)
     all_vars = {

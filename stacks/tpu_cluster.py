@@ -41,9 +41,12 @@ class TpuClusterArgs:
     network: GcpNetworkArgs = field(default_factory=GcpNetworkArgs)
     service_account: str | None = None
     project: str | None = None
+    reserved: bool = False  # consume the project's TPU reservation in the zone
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.reserved and self.provisioning != "standard":
+            raise ValueError("a reserved TPU is not spot or preemptible")
         if self.provisioning not in SCHEDULING:
             raise ValueError(f"provisioning must be one of {sorted(SCHEDULING)}")
         if not self.slices:
@@ -87,7 +90,8 @@ class TpuCluster(pulumi.ComponentResource):
                 project=args.project,
                 accelerator_type=shape.accelerator_type,
                 runtime_version=args.runtime_version or shape.runtime_version,
-                scheduling_config=SCHEDULING[args.provisioning],
+                scheduling_config=({"reserved": True} if args.reserved
+                                   else SCHEDULING[args.provisioning]),
                 network_config={"network": net.network, "subnetwork": net.subnetwork,
                                 "enable_external_ips": True},
                 metadata=ssh_metadata(args.ssh),
