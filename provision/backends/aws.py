@@ -133,21 +133,34 @@ class AwsBackend(PulumiBackend):
 
     # -- down ------------------------------------------------------------------------------
     def destroy(self, cluster: str, event: Event) -> DestroyReport:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from provision.backends.aws_api import (
+            cancel_cluster_requests,
+            ec2_client,
+            leftover_requests,
+        )
+
         notes = self.notes()
         region = notes.get("region")
-        client = None
+        ids = notes.get("spot_requests", [])
+        client, problem = None, None
         if region:
-            from provision.backends.aws_api import cancel_cluster_requests, ec2_client
-
-            client = ec2_client(region)
-            cancelled = cancel_cluster_requests(client, cluster, notes.get("spot_requests", []))
-            if cancelled:
-                event(f"aws: cancelled spot request(s) {', '.join(cancelled)}")
+            try:
+                client = ec2_client(region)
+                cancelled = cancel_cluster_requests(client, cluster, ids)
+                if cancelled:
+                    event(f"aws: cancelled spot request(s) {', '.join(cancelled)}")
+            except (BotoCoreError, ClientError) as exc:
+                problem = f"aws spot requests of {cluster} in {region} (not checked: {exc})"
         report = super().destroy(cluster, event)
-        if client is not None:
-            from provision.backends.aws_api import leftover_requests
-
-            report.leftovers += leftover_requests(client, cluster, notes.get("spot_requests", []))
+        if client is not None and problem is None:
+            try:
+                report.leftovers += leftover_requests(client, cluster, ids)
+            except (BotoCoreError, ClientError) as exc:
+                problem = f"aws spot requests of {cluster} in {region} (not checked: {exc})"
+        if problem:
+            report.leftovers.append(problem)
         if report.clean:
             self.notes_file.unlink(missing_ok=True)
         return report
