@@ -146,7 +146,8 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     # a new cluster fails over to other zones/regions/offerings on capacity or quota errors
     launched = launch(loaded, replace(spec, refresh_image=refresh_image), outcome, name,
                       fresh=not state.nodes, backends=lambda n: backend_for(n, state),
-                      event=lambda m: (ui.step(m), state.log(m)), ssh=access)
+                      event=lambda m: (ui.step(m), state.log(m)), ssh=access,
+                      placed=state.stages.get("nodes", {}).get("attempts"))
     records = launched.records
     if launched.backend != name or launched.outcome is not outcome:
         name = state.target = launched.backend

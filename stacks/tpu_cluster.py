@@ -138,6 +138,7 @@ class TpuCluster(pulumi.ComponentResource):
                 "zone": args.zone,
                 "spot": args.provisioning != "standard",
                 "labels": {**node.labels, "tpu": tpu_name, "tpu_worker": str(worker),
+                           "image_family": "tpu-vm",
                            "accelerator_type": args.shape.accelerator_type},
             })
         return out

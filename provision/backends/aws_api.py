@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 TAG = "provision:cluster"
 # Request states that can still (re)launch an instance (DescribeSpotInstanceRequests).
 LIVE_STATES = ("open", "active", "disabled")
@@ -43,9 +45,13 @@ def cluster_requests(client: Any, cluster: str, ids: Iterable[str] = ()) -> list
     for page in pages:
         for r in page.get("SpotInstanceRequests", []):
             found[r["SpotInstanceRequestId"]] = r
-    missing = [i for i in ids if i and i not in found]
-    if missing:
-        resp = client.describe_spot_instance_requests(SpotInstanceRequestIds=missing)
+    for request_id in [i for i in ids if i and i not in found]:
+        try:
+            resp = client.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidSpotInstanceRequestID.NotFound":
+                continue  # expired from EC2's records: nothing left to cancel
+            raise
         for r in resp.get("SpotInstanceRequests", []):
             found[r["SpotInstanceRequestId"]] = r
     return list(found.values())

@@ -15,8 +15,9 @@ because an account quota is too low does not end `provision up` when the cluster
    per location, so each is judged again) and with a software profile that works on it.
 
 Every attempt is reported (placement, outcome, why, whether it was cleaned up); `up -o json`
-lists them. An existing cluster is never moved: a failure while replacing one of its nodes is
-reported as it is.
+lists them. An existing cluster is never moved: later runs (`up`, `recover`) keep the placement
+it was launched at, even when the optimizer now prefers the zone that had no capacity, and a
+failure while replacing one of its nodes is reported as it is.
 """
 
 from __future__ import annotations
@@ -207,12 +208,33 @@ def placements(loaded: Any, outcome: Any, target: str,
 Backends = Callable[[str], Any]
 
 
+def _where(offering: Any, spot: bool) -> tuple:
+    return (offering.provider, offering.instance_type, offering.region, offering.zone or None,
+            spot)
+
+
+def existing_placement(loaded: Any, outcome: Any, target: str,
+                       placed: list[dict[str, Any]] | None) -> Placement:
+    """Where the cluster runs now: the placement its last launch succeeded at (looked up
+    among today's placements, so the plan's node count still applies), else the choice."""
+    done = [a for a in placed or [] if a.get("status") == "launched"]
+    if done:
+        want = (done[-1]["provider"], done[-1]["instance_type"], done[-1]["region"],
+                done[-1]["zone"], done[-1]["spot"])
+        for place in placements(loaded, outcome, target, limit=10_000):
+            if _where(place.offering, place.candidate.spot) == want:
+                return Placement(place.backend, place.candidate, "where the cluster runs")
+    return Placement(target, outcome.choice, "where the cluster runs")
+
+
 def launch(loaded: Any, spec: ClusterSpec, outcome: Any, target: str, *, fresh: bool,
-           backends: Backends, event: Event, ssh: SshAccess | None = None) -> Launched:
+           backends: Backends, event: Event, ssh: SshAccess | None = None,
+           placed: list[dict[str, Any]] | None = None) -> Launched:
     """Make the cluster's nodes exist, failing over as the module docstring says.
 
     ``fresh``: the cluster has no nodes yet, so a failed attempt may be rolled back and
     another placement tried. ``backends`` gives the backend instance for a backend name.
+    ``placed``: the attempts of the cluster's last launch (its state), to keep it where it is.
     """
     if outcome is None or outcome.choice is None:  # local and bare metal: one fixed place
         return Launched(backends(target).apply(spec, event), target, outcome)
@@ -220,7 +242,7 @@ def launch(loaded: Any, spec: ClusterSpec, outcome: Any, target: str, *, fresh: 
     from provision.backends.specs import candidate_spec
 
     tries = placements(loaded, outcome, target) if fresh else \
-        [Placement(target, outcome.choice, "the existing cluster's placement")]
+        [existing_placement(loaded, outcome, target, placed)]
     attempts: list[Attempt] = []
     blocked: set[tuple[str, str | None, str | None]] = set()
     for i, place in enumerate(tries):
@@ -228,9 +250,9 @@ def launch(loaded: Any, spec: ClusterSpec, outcome: Any, target: str, *, fresh: 
             attempts.append(Attempt(place, "skipped", "its zone, region or provider failed "
                                     "for capacity or quota already"))
             continue
-        this = spec if i == 0 else candidate_spec(loaded, ssh or spec.ssh, place.candidate,
-                                                  place.backend,
-                                                  refresh_image=spec.refresh_image)
+        this = spec if place.candidate is outcome.choice else candidate_spec(
+            loaded, ssh or spec.ssh, place.candidate, place.backend,
+            refresh_image=spec.refresh_image)
         backend = backends(place.backend)
         event(f"launch: trying {place.label()} ({place.why})")
         try:

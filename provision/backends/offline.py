@@ -111,9 +111,17 @@ FAKE_OUTPUTS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
                                        "networkEndpoints": _tpu_endpoints(i, n)},
 }
 FAKE_AMI = "ami-0123456789abcdef0"
+
+
+def _fake_ami(args: dict[str, Any]) -> dict[str, Any]:
+    """The image asked for by id, or a stand-in for the newest match of a name filter."""
+    by_id = [f["values"][0] for f in args.get("filters") or [] if f.get("name") == "image-id"]
+    return {"id": by_id[0] if by_id else FAKE_AMI, "rootDeviceName": "/dev/sda1",
+            "name": "offline stand-in image"}
+
+
 FAKE_INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "aws:ec2/getAmi:getAmi": lambda a: {"id": FAKE_AMI, "rootDeviceName": "/dev/sda1",
-                                        "name": "offline stand-in image"},
+    "aws:ec2/getAmi:getAmi": _fake_ami,
     "aws:ssm/getParameter:getParameter": lambda a: {"name": a.get("name"), "value": FAKE_AMI,
                                                     "type": "String"},
 }
