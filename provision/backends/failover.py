@@ -245,7 +245,7 @@ def launch(loaded: Any, spec: ClusterSpec, outcome: Any, target: str, *, fresh: 
         [existing_placement(loaded, outcome, target, placed)]
     attempts: list[Attempt] = []
     blocked: set[tuple[str, str | None, str | None]] = set()
-    for i, place in enumerate(tries):
+    for place in tries:
         if place.blocked_by(blocked):
             attempts.append(Attempt(place, "skipped", "its zone, region or provider failed "
                                     "for capacity or quota already"))
