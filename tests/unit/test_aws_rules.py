@@ -127,7 +127,7 @@ def test_no_gpu_type_hibernates_and_the_backend_refuses_it():
         gpus = sum(g["Count"] for g in info["GpuInfo"]["Gpus"]) or 1  # fractional (g6f)
         assert hibernation_refusal(itype, gpus) is not None
         assert info.get("HibernationSupported") is False, itype  # the rule's evidence
-    with pytest.raises(InputError, match="aws.spot_interruption: hibernate"):
+    with pytest.raises(InputError, match=r"aws\.spot_interruption: hibernate"):
         run(spec(2, spot=True, settings=AwsTarget(spot_interruption="hibernate")))
 
 

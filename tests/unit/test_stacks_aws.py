@@ -182,6 +182,7 @@ def test_image_is_the_dlami_release_the_ssm_parameter_names_unless_given():
     assert args["filters"] == [{"name": "image-id", "values": ["ami-0fedcba9876543210"]}]
     r = run(spec(1, settings=AwsTarget(image="ubuntu-22.04")))
     ((token, args),) = r.invokes
+    assert token == "aws:ec2/getAmi:getAmi"  # Canonical publishes no SSM parameter used here
     assert args["owners"] == ["099720109477"] and args["mostRecent"] is True
     assert r.outputs["nodes"][0]["labels"]["image_driver"] == "none"
 
