@@ -123,3 +123,20 @@ def test_compute_engine_refusals():
     ultra = {**a3, "machineType": "a3-ultragpu-8g",
              "bootDisk": {"initializeParams": {"type": "pd-balanced"}}}
     assert "does not support disk type" in refusal(INSTANCE, ultra, lookup).message
+
+
+def test_verify_expects_each_a3_flavours_cross_node_bandwidth():
+    """The reference verify reads (provision/verify/data/reference.json): known-good busbw per
+    GPUDirect flavour, each below its network's peak, which is the flavour's NIC count (the
+    stack's gcp_data table) x 200 Gb/s."""
+    from provision.verify.reference import load_reference
+    from stacks.gcp_data import MACHINE_FAMILIES
+
+    metric = load_reference().sku("h100-sxm-80gb").metric("nccl.all_reduce.multinode")
+    fabrics = metric.extra["fabrics"]
+    nics = {f.gpudirect: f.gpudirect_nics for f in MACHINE_FAMILIES.values() if f.gpudirect}
+    assert set(fabrics) == set(nics) == {"gcp-tcpx", "gcp-tcpxo"}
+    for fabric, figure in fabrics.items():
+        assert figure["peak"] == nics[fabric] * 200 / 8  # GB/s per node
+        assert 0.45 <= figure["reference"] / figure["peak"] <= 0.95
+        assert "dstack" in figure["source"] and "Google Cloud" in figure["peak_source"]
