@@ -12,7 +12,6 @@ Toolkit's TCPXO nccl-tests script.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
