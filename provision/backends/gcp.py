@@ -121,6 +121,8 @@ class GcpBackend(PulumiBackend):
             service_account=s.service_account,
             project=self.gcp_project(spec).id,
             reserved=s.reservation is not None,
+            queued=s.tpu_queued,
+            queue_hours=s.tpu_queue_hours,
             labels=dict(s.labels),
         )
 

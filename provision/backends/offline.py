@@ -82,7 +82,7 @@ def clean(value: Any) -> Any:
 def _tpu_endpoints(inputs: dict[str, Any], n: int) -> list[dict[str, Any]]:
     from stacks.gcp_data import tpu_slice
 
-    hosts = tpu_slice(inputs["acceleratorType"]).hosts
+    hosts = tpu_slice(inputs.get("acceleratorType") or inputs["accelerator_type"]).hosts
     return [{"ipAddress": f"10.43.0.{10 + i}", "port": 8470,
              "accessConfigs": [{"externalIp": f"203.0.113.{n * 10 + i}"}]}
             for i in range(hosts)]
@@ -109,6 +109,13 @@ FAKE_OUTPUTS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
         "selfLink": f"projects/demo/regions/r/resourcePolicies/{i.get('name')}"},
     "gcp:tpu/v2Vm:V2Vm": lambda i, n: {"state": "READY",
                                        "networkEndpoints": _tpu_endpoints(i, n)},
+    # a queued TPU slice (stacks/tpu_queued.py); other dynamic resources get nothing extra
+    "pulumi-python:dynamic:Resource": lambda i, n: (
+        {"state": "READY", "queued_state": "ACTIVE", "kind": "tpu-queued-resource",
+         "network_endpoints": [{"ip_address": e["ipAddress"],
+                                "access_configs": [{"external_ip": e["accessConfigs"][0][
+                                    "externalIp"]}]} for e in _tpu_endpoints(i, n)]}
+        if "accelerator_type" in i else {}),
 }
 FAKE_AMI = "ami-0123456789abcdef0"
 

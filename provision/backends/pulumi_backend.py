@@ -50,6 +50,10 @@ def _matches_tpu(r: NodeRecord, out: dict[str, Any]) -> bool:
     return out.get("name") == r.labels.get("tpu")
 
 
+def _matches_queued_tpu(r: NodeRecord, out: dict[str, Any]) -> bool:
+    return out.get("kind") == "tpu-queued-resource" and _matches_tpu(r, out)
+
+
 # resource type → (does it hold this record?, its state output, states that count as alive).
 # Transitional states count as alive: recovery replaces nodes that are gone, not ones starting.
 LIVENESS: dict[str, tuple[Callable[[NodeRecord, dict[str, Any]], bool], str, frozenset[str]]] = {
@@ -64,6 +68,10 @@ LIVENESS: dict[str, tuple[Callable[[NodeRecord, dict[str, Any]], bool], str, fro
     "gcp:tpu/v2Vm:V2Vm": (_matches_tpu, "state",
                           frozenset({"READY", "CREATING", "STARTING", "RESTARTING",
                                      "REIMAGING", "REPAIRING"})),
+    # a slice obtained through a queued resource (stacks/tpu_queued.py): its node's state
+    "pulumi-python:dynamic:Resource": (_matches_queued_tpu, "state",
+                                       frozenset({"READY", "CREATING", "STARTING",
+                                                  "RESTARTING", "REIMAGING", "REPAIRING"})),
 }
 
 

@@ -178,6 +178,15 @@ class GcpTarget(StrictModel):
     service_account: str | None = Field(
         None, description="Service account email the nodes run as (default: none attached)."
     )
+    tpu_queued: bool = Field(
+        False, description="Obtain TPU slices through queued resources (how v5e, v5p and v6e "
+        "capacity is usually granted): the request waits for capacity, on spot capacity when "
+        "the plan chose spot, until tpu_queue_hours.",
+    )
+    tpu_queue_hours: Annotated[float, Field(gt=0, le=720)] | None = Field(
+        None, description="How long a queued TPU request may wait before it fails (and `up` "
+        "tries the next zone). Default: the TPU service's own limit.",
+    )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Extra labels on every resource provision creates."
     )
