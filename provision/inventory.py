@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,40 @@ def cluster_cidr(nodes: Sequence[NodeRecord]) -> str | None:
     return None
 
 
-def host_vars(node: NodeRecord) -> dict[str, Any]:
+# Node labels the roles read, as host variables: which image family a node runs and what it
+# ships (the driver role keeps a preinstalled driver), which GPUDirect software its NICs need.
+LABEL_VARS = {"image_family": "provision_image_family",
+              "image_driver": "provision_image_driver",
+              "network_fabric": "provision_network_fabric"}
+
+
+def proxy_args(jump: NodeRecord, cluster_vars: dict[str, Any]) -> str:
+    """SSH options that reach a node through ``jump`` (its head). A ProxyCommand rather than
+    ProxyJump: options given on the command line (the key, known-hosts settings) do not apply
+    to a ProxyJump hop (ssh(1)), so the hop's own ssh gets them explicitly."""
+    common = str(cluster_vars.get("ansible_ssh_common_args") or "")
+    key = cluster_vars.get("ansible_ssh_private_key_file")
+    hop = ["ssh", *shlex.split(common), *(["-i", str(key)] if key else []),
+           "-p", str(jump.ssh_port), f"{jump.ssh_user}@{jump.address}"]
+    # ssh expands %-tokens in ProxyCommand: keep %h:%p, escape any other %
+    command = " ".join(shlex.quote(a).replace("%", "%%") for a in hop) + " -W %h:%p"
+    return " ".join(filter(None, [common, "-o", shlex.quote(f"ProxyCommand={command}")]))
+
+
+def host_vars(nodes: Sequence[NodeRecord], cluster_vars: dict[str, Any]) -> dict[str, dict]:
+    """Per-host variables beyond the address: the jump through the head, label variables."""
+    by_name = {n.name: n for n in nodes}
+    out: dict[str, dict[str, Any]] = {}
+    for n in nodes:
+        hv = {var: n.labels[label] for label, var in LABEL_VARS.items() if label in n.labels}
+        if n.via and n.via in by_name:
+            hv["provision_via"] = n.via
+            hv["ansible_ssh_common_args"] = proxy_args(by_name[n.via], cluster_vars)
+        out[n.name] = hv
+    return out
+
+
+def node_vars(node: NodeRecord) -> dict[str, Any]:
     """The per-host variables of one node (connection first, then what roles read)."""
     out: dict[str, Any] = {
         "ansible_host": node.address,
@@ -87,10 +121,12 @@ def host_vars(node: NodeRecord) -> dict[str, Any]:
     return out
 
 
-def hosts_document(nodes: Sequence[NodeRecord], sku_to_gpu: dict[str, str]) -> dict[str, Any]:
+def hosts_document(nodes: Sequence[NodeRecord], sku_to_gpu: dict[str, str],
+                   cluster_vars: dict[str, Any]) -> dict[str, Any]:
     """hosts.yml as data: every node with its variables, and the groups."""
+    extra = host_vars(nodes, cluster_vars)
     return {"all": {
-        "hosts": {n.name: host_vars(n) for n in nodes},
+        "hosts": {n.name: {**node_vars(n), **extra[n.name]} for n in nodes},
         "children": {group: {"hosts": {name: {} for name in members}}
                      for group, members in sorted(groups_for(nodes, sku_to_gpu).items())},
     }}
@@ -121,7 +157,8 @@ def render_inventory(
     header = (f"# Inventory of cluster {cluster} ({target} target), rendered by `provision up` "
               f"from its node records on {now()}.\n# Re-rendered on every run: edit plan.yaml, "
               "not this file. Usable as is: ansible-playbook -i hosts.yml site.yml\n")
-    hosts = header + yaml.safe_dump(hosts_document(nodes, sku_to_gpu), sort_keys=False,
+    hosts = header + yaml.safe_dump(hosts_document(nodes, sku_to_gpu, cluster_vars),
+                                    sort_keys=False,
                                     default_flow_style=False, width=1000)
     head = next((n for n in nodes if n.role == "head"), nodes[0] if nodes else None)
     all_vars = {

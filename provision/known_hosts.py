@@ -1,15 +1,17 @@
 """Who is on the other end of SSH: one known_hosts file per cluster, in its state.
 
 Every connection provision makes to a node (Ansible, the watch loop's probes) checks the
-node's host key against ``<state>/ssh/known_hosts`` (``StrictHostKeyChecking yes``). Keys get
-there in one of two ways, recorded per node in the state (``extra.host_keys``):
+node's host key against ``<state>/ssh/known_hosts`` and nothing else. Keys get there in one of
+two ways, recorded per node in the state (``extra.host_keys``):
 
 - **from the platform** (a trusted channel): the backend reports the keys the node was made
   with — the local target reads them inside the container, bare-metal installs generate them
   and write them into the install seed, AWS prints them on the instance's console output, GCP
   publishes them as guest attributes;
 - **trust on first use**, where the platform offers nothing: the key the node presents the
-  first time is recorded.
+  first time is recorded — by a scan before converge for nodes provision reaches directly, and
+  by OpenSSH itself (``StrictHostKeyChecking accept-new``) for nodes behind the head node,
+  which no scan from here can reach.
 
 Afterwards a node that presents another key is refused with a message naming the node, both
 fingerprints and what to do — unless the platform vouches for the new key (a reinstall), or
@@ -114,9 +116,11 @@ class KnownHosts:
         write_private(self.path, "\n".join(lines) + "\n")
 
     def ssh_options(self) -> list[str]:
-        """ssh -o options that make a connection check this file and nothing else."""
-        return ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.path}",
-                "-o", "GlobalKnownHostsFile=/dev/null"]
+        """ssh -o options that make a connection check this file and nothing else: a new
+        node's key is added (trust on first use, plain host names so this module can read
+        them), a changed key is refused."""
+        return ["-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.path}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "HashKnownHosts=no"]
 
     def ansible_args(self) -> str:
         """The same, as Ansible's ``ansible_ssh_common_args`` (a shell-quoted string)."""
@@ -218,7 +222,7 @@ def ensure_host_keys(state: ClusterState, nodes: Sequence[NodeRecord],
     for gone in [h for h in entries if h not in wanted]:
         del entries[gone]
     replaced = set(replaced)
-    presented = scan(nodes)
+    presented = scan([n for n in nodes if not n.via])  # the ones reachable from here
     for node in nodes:
         pattern = host_pattern(node)
         if node.name in replaced or meta.get(node.name, {}).get("address") != pattern:

@@ -73,7 +73,14 @@ class NodeShell:
         """The command's stdout, or None when the node did not answer, its host key is not
         the recorded one, or the command failed. Never raises for a node's sake."""
         try:
-            client = self._client(node)
+            try:
+                client = self._client(node)
+            except (OSError, EOFError, paramiko_errors()) as exc:
+                # one more try on a fresh connection: at a thousand nodes a refused or reset
+                # connect is ordinary (a full accept queue), a second one is an answer
+                logging.getLogger(__name__).debug("connect to %s: %s; retrying", node.name, exc)
+                self._drop(node.name)
+                client = self._client(node)
             _, stdout, _ = client.exec_command(command, timeout=self.timeout)
             data = stdout.read(MAX_OUTPUT)
             status = stdout.channel.recv_exit_status()
@@ -105,6 +112,12 @@ class NodeShell:
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
+
+
+def paramiko_errors() -> type[Exception]:
+    import paramiko
+
+    return paramiko.SSHException
 
 
 _SHELLS: dict[Path, NodeShell] = {}

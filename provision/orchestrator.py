@@ -56,12 +56,14 @@ class UpResult:
     seconds: float
     created: list[str] = field(default_factory=list)
     verify: Any = None  # provision.verify_live.VerifyRun, when the cluster has accelerators
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # launch placements tried
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cluster": self.cluster,
             "target": self.target,
             "nodes": [n.to_json() for n in self.nodes],
+            "attempts": self.attempts,
             "inventory": str(self.inventory),
             "converge": self.converge.to_json() if self.converge else None,
             "verify": (self.verify.report.to_json()
@@ -112,6 +114,7 @@ class Prepared:
     records: list[NodeRecord]
     inventory_dir: Path
     created: list[str]
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def hosts_file(self) -> Path:
@@ -119,9 +122,12 @@ class Prepared:
 
 
 def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Path,
-            outcome=None) -> Prepared:
+            outcome=None, refresh_image: bool = False) -> Prepared:
     """Make the plan's nodes exist and render their inventory (call with the lock held)."""
+    from dataclasses import replace
+
     from provision.access import ssh_access
+    from provision.backends.failover import launch
 
     name = loaded.plan.target if loaded.plan.target == "local" else _target_of(loaded, outcome)
     state.target = name
@@ -134,14 +140,22 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
 
     software_vars, group_vars = software_inventory(loaded, outcome, name,
                                                    lambda m: (ui.step(m), state.log(m)))
-    backend = backend_for(name, state)
     before = {n.name: n.instance_id for n in state.nodes}
     ui.step(f"nodes: making {len(spec.nodes)} {name} node(s) exist")
-    records = backend.apply(spec, lambda m: (ui.step(m), state.log(m)))
+    # a new cluster fails over to other zones/regions/offerings on capacity or quota errors
+    launched = launch(loaded, replace(spec, refresh_image=refresh_image), outcome, name,
+                      fresh=not state.nodes, backends=lambda n: backend_for(n, state),
+                      event=lambda m: (ui.step(m), state.log(m)), ssh=access,
+                      placed=state.stages.get("nodes", {}).get("attempts"))
+    records = launched.records
+    if launched.backend != name or launched.outcome is not outcome:
+        name = state.target = launched.backend
+        outcome = launched.outcome
+        software_vars, group_vars = software_inventory(loaded, outcome, name)
     state.nodes = records
     from provision.known_hosts import ensure_host_keys, known_hosts, trusted_keys
 
-    ensure_host_keys(state, records, trusted_keys(backend),
+    ensure_host_keys(state, records, trusted_keys(backend_for(name, state)),
                      replaced=[r.name for r in records if before.get(r.name) != r.instance_id],
                      log=lambda m: (ui.step(m), state.log(m)))
     from provision.billing import node_price, track
@@ -151,7 +165,7 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
         from provision.diff import choice_key
 
         state.extra["choice"] = choice_key(outcome.choice)
-    state.record_stage("nodes", count=len(records))
+    state.record_stage("nodes", count=len(records), attempts=launched.attempts_json())
 
     inv_dir = (inventories / loaded.plan.name).resolve()
     cluster_vars = {"ansible_ssh_private_key_file": access.private_key_path,
@@ -169,7 +183,8 @@ def prepare(loaded: LoadedPlan, state: ClusterState, ui: Ui, *, inventories: Pat
     state.record_stage("inventory", path=str(inventory.hosts_file))
     ui.step(f"inventory: {inventory.hosts_file}")
     return Prepared(loaded, state, name, records, inv_dir,
-                    [r.name for r in records if r.name not in before])
+                    [r.name for r in records if r.name not in before],
+                    launched.attempts_json())
 
 
 def converge(prepared: Prepared, ui: Ui, *, playbook: str = "site.yml",
@@ -200,7 +215,7 @@ def _merge_converge_record(state: ClusterState, result: ConvergeResult,
 
 
 def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
-       inventories: Path = Path("inventories")) -> UpResult:
+       inventories: Path = Path("inventories"), refresh_image: bool = False) -> UpResult:
     """Create or converge the cluster a plan describes; raise RunFailed naming failed nodes."""
     started = time.monotonic()
     loaded = load_plan(plan_path)
@@ -211,11 +226,20 @@ def up(plan_path: str | Path, ui: Ui, *, state_root: Path | None = None,
         outcome = make_plan(loaded)  # NothingFits (exit 3) before anything is created
     with ClusterState.locked(loaded.plan.name, "up", state_root, create=True) as state:
         state.log(f"up {plan_path}")
-        prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome)
+        from provision.backends.failover import LaunchFailed
+
+        try:
+            prepared = prepare(loaded, state, ui, inventories=inventories, outcome=outcome,
+                               refresh_image=refresh_image)
+        except LaunchFailed as exc:
+            state.record_stage("nodes", count=len(state.nodes), attempts=exc.attempts_json())
+            raise RunFailed(str(exc), UpResult(
+                loaded.plan.name, state.target, state.nodes, inventories / loaded.plan.name,
+                None, time.monotonic() - started, attempts=exc.attempts_json())) from None
         result = converge(prepared, ui)
         done = UpResult(loaded.plan.name, prepared.target, prepared.records,
                         prepared.inventory_dir, result, time.monotonic() - started,
-                        prepared.created)
+                        prepared.created, attempts=prepared.attempts)
         if not result.ok:
             raise RunFailed(converge_failure_text(result), done)
         settings = loaded.plan.verify
@@ -344,7 +368,9 @@ def status(cluster: str, *, state_root: Path | None = None) -> dict[str, Any]:
     state = ClusterState.load(cluster, state_root)
     if state is None:
         raise InputError(f"no cluster named {cluster!r}")
-    live = {n.name: n for n in backend_for(state.target, state).nodes(cluster)}
+    from provision.backends.base import live_nodes
+
+    live = {n.name: n for n in live_nodes(backend_for(state.target, state), cluster)}
     converge = state.stages.get("converge", {})
     hosts = converge.get("hosts", {})
     nodes = []

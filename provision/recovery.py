@@ -49,8 +49,11 @@ class RecoverResult:
 
 
 def lost_nodes(state: ClusterState) -> list[str]:
-    """Recorded nodes the backend does not list as running."""
-    live = {n.name for n in backend_for(state.target, state).nodes(state.name)}
+    """Recorded nodes the backend does not list as running, after it re-read the real world
+    (a spot-terminated instance or a preempted TPU must not count as alive)."""
+    from provision.backends.base import live_nodes
+
+    live = {n.name for n in live_nodes(backend_for(state.target, state), state.name)}
     return [n.name for n in state.nodes if n.name not in live]
 
 

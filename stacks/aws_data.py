@@ -32,28 +32,53 @@ EFA_INTERFACES: dict[str, int] = {
 
 @dataclass(frozen=True)
 class AmiLookup:
-    """How to find an image in any region: an ``ec2:DescribeImages`` owner/name filter."""
+    """How to find an image in any region: the publisher's SSM parameter when there is one,
+    else an ``ec2:DescribeImages`` owner/name filter (newest match)."""
 
     owners: tuple[str, ...]
     name: str  # name filter with * wildcards; the newest match wins
     ssh_user: str  # the login user the image creates for the key pair
+    family: str  # provision_image_family for the roles: dlami | ubuntu
+    driver_preinstalled: bool  # the image ships an NVIDIA driver (the roles check, not install)
+    ssm_parameter: str | None = None  # public parameter holding the current AMI id
     architecture: str = "x86_64"
 
 
 IMAGES: dict[str, AmiLookup] = {
-    # NVIDIA driver, CUDA, EFA installer and NCCL preinstalled; published by AWS per region.
+    # NVIDIA driver, CUDA, EFA installer and NCCL preinstalled; published by AWS per region. The
+    # DLAMI developer guide gives the SSM parameter as the way to find the current release.
     "dlami-base": AmiLookup(
         owners=("amazon",),
         name="Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
         ssh_user="ubuntu",
+        family="dlami",
+        driver_preinstalled=True,
+        ssm_parameter="/aws/service/deeplearning/ami/x86_64/"
+                      "base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
     ),
     # Canonical's plain image (owner 099720109477); the playbooks install the NVIDIA stack.
     "ubuntu-22.04": AmiLookup(
         owners=("099720109477",),
         name="ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
         ssh_user="ubuntu",
+        family="ubuntu",
+        driver_preinstalled=False,
     ),
 }
+
+# Hibernation (EC2 User Guide, "Prerequisites for EC2 instance hibernation"): no accelerated
+# (GPU) type is among the supported families; `describe-instance-types` reports
+# HibernationSupported false for every type with GpuInfo (tests/unit/test_aws_rules.py checks
+# this against AWS's instance-type data as moto ships it).
+
+
+def hibernation_refusal(instance_type: str, gpus: int) -> str | None:
+    """Why ``instance_type`` cannot hibernate, or None when nothing known forbids it."""
+    if gpus > 0:
+        return (f"{instance_type} cannot hibernate: EC2 supports hibernation on no GPU "
+                "instance type (describe-instance-types: HibernationSupported false)")
+    return None
+
 
 # Spot requests that stop or hibernate must be persistent, or EC2 rejects the launch.
 SPOT_REQUEST_TYPE: dict[str, str] = {
@@ -72,8 +97,10 @@ def efa_layout(count: int) -> list[tuple[int, int, str]]:
 
     The primary interface (card 0, device 0) is an EFA with ENA, which carries the node's IP
     traffic; every further card gets one EFA-only interface at device index 1 (EC2 User Guide,
-    EFA configuration for P5 instances). EFA-only interfaces take no IP address, so the node
-    keeps one address and can still get a public IP at launch.
+    EFA configuration for P5 instances). EFA-only interfaces take no IP address, but the
+    launch still has several network interfaces, so EC2 refuses a public IP at launch
+    (provision.backends.api_rules): such nodes get an Elastic IP on their primary interface or
+    stay private.
     """
     if count <= 0:
         return [(0, 0, "interface")]

@@ -2,8 +2,8 @@
 
 Each component exports ``nodes``: a list of dicts with the keys of
 ``provision.backends.base.NodeRecord`` (name, address, private_address, ssh_user, ssh_port,
-sku, provider, role, instance_id, zone, spot, labels), so the backend turns stack outputs into
-records with ``NodeRecord.from_json`` and nothing provider-specific leaks past the stack.
+sku, provider, role, instance_id, zone, spot, labels, via), so the backend turns stack outputs
+into records with ``NodeRecord.from_json`` and nothing provider-specific leaks past the stack.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def node_record(
     spot: bool,
     labels: dict[str, str] | None = None,
     ssh_port: int = 22,
+    via: str | None = None,
 ) -> pulumi.Output[dict[str, Any]]:
     """A NodeRecord-shaped output; inputs may be Outputs (addresses known after create)."""
     return pulumi.Output.all(
@@ -87,6 +88,7 @@ def node_record(
         "zone": v["zone"],
         "spot": spot,
         "labels": {**node.labels, **(labels or {})},
+        "via": via,
     })
 
 

@@ -6,7 +6,13 @@ Resources (names prefixed with the cluster name):
   firewall <name>-internal                 all traffic between VMs carrying the cluster tag
   GPUDirect networks (+ subnet, firewall)  A3 multi-node: one VPC per extra GPU NIC
   resource policy (COLLOCATED)             compact placement for multi-node plans
-  compute instance per node                scheduling per provisioning model, SSH key metadata
+  compute instance per node                scheduling per provisioning model, SSH key metadata,
+                                           a named reservation when the plan gives one
+
+The boot image is GPU-ready where Google publishes one for the GPU (gcp_data.GPU_IMAGES: Deep
+Learning VM images with the NVIDIA driver); each node's labels tell the roles which image
+family it runs and which driver branch it ships (``image_family``, ``image_driver``), and, on
+A3 with GPUDirect NICs, which GPUDirect software its NICs need (``network_fabric``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import pulumi_gcp as gcp
 
 from stacks.common import NodeArgs, SshPolicy, child, field_of, node_record
 from stacks.gcp_data import DEFAULT_IMAGE, family, scheduling
+
+RESERVATION_KEY = "compute.googleapis.com/reservation-name"
 
 PROVISIONING = ("standard", "spot", "preemptible")
 GPUDIRECT_BASE = "192.168.0.0/16"  # carved into one /24 per GPU NIC network
@@ -50,6 +58,9 @@ class GcpClusterArgs:
     gpudirect: bool = False  # extra GPUDirect NICs where the family has them
     network: GcpNetworkArgs = field(default_factory=GcpNetworkArgs)
     image: str = DEFAULT_IMAGE
+    image_family: str = "ubuntu"  # dlvm | ubuntu | custom (for the roles)
+    image_driver: str | None = None  # driver branch the image ships; None: none or unknown
+    reservation: str | None = None  # a specific reservation the VMs consume
     boot_disk_gb: int = 200
     boot_disk_type: str | None = None  # default: the family's
     service_account: str | None = None
@@ -151,7 +162,13 @@ class GcpCluster(pulumi.ComponentResource):
                                       "count": args.guest_accelerator[1]}]
                                     if args.guest_accelerator else None),
                 resource_policies=policy.self_link if policy is not None else None,
-                metadata=ssh_metadata(args.ssh),
+                metadata={**ssh_metadata(args.ssh),
+                          # Deep Learning VM images install or load their driver at first boot
+                          **({"install-nvidia-driver": "True"}
+                             if args.image_family == "dlvm" else {})},
+                reservation_affinity=({"type": "SPECIFIC_RESERVATION", "specific_reservation": {
+                    "key": RESERVATION_KEY, "values": [args.reservation]}}
+                    if args.reservation else None),
                 tags=[net.tag],
                 labels={**labels, "provision-role": node.role},
                 service_account=({"email": args.service_account, "scopes": ["cloud-platform"]}
@@ -168,7 +185,11 @@ class GcpCluster(pulumi.ComponentResource):
                 spot=args.provisioning != "standard",
                 labels={"machine_type": args.machine_type,
                         "provisioning": args.provisioning,
-                        "gpudirect_nics": str(len(gpu_subnets))},
+                        "gpudirect_nics": str(len(gpu_subnets)),
+                        "image_family": args.image_family,
+                        "image_driver": args.image_driver or "none",
+                        **({"network_fabric": fam.gpudirect}
+                           if gpu_subnets and fam.gpudirect else {})},
             ))
         self.nodes = pulumi.Output.all(*records)
         self.register_outputs({"nodes": self.nodes, "network": net.network})

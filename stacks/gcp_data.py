@@ -21,15 +21,16 @@ class MachineFamily:
     boot_disk_type: str = "pd-balanced"  # the default boot disk the family supports
     gpudirect_nics: int = 0  # extra GPU NICs (each on its own VPC) for multi-node jobs
     gpudirect_mtu: int = 8244
+    gpudirect: str | None = None  # the software those NICs need: gcp-tcpx | gcp-tcpxo
 
 
 MACHINE_FAMILIES: dict[str, MachineFamily] = {
     "a2-highgpu": MachineFamily(),
     "a2-megagpu": MachineFamily(),
     "a2-ultragpu": MachineFamily(),
-    "a3-highgpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=4),
-    "a3-edgegpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=4),
-    "a3-megagpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=8),
+    "a3-highgpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=4, gpudirect="gcp-tcpx"),
+    "a3-edgegpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=4, gpudirect="gcp-tcpx"),
+    "a3-megagpu": MachineFamily(nic_type="GVNIC", gpudirect_nics=8, gpudirect="gcp-tcpxo"),
     # A3 Ultra / A4 use RDMA NICs on a RoCE network profile, which needs a reservation-scoped
     # setup provision does not create; they run on the primary NIC here.
     "a3-ultragpu": MachineFamily(nic_type="GVNIC", boot_disk_type="hyperdisk-balanced"),
@@ -46,6 +47,38 @@ GUEST_ACCELERATORS: dict[str, str] = {
 }
 
 DEFAULT_IMAGE = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts"
+
+
+@dataclass(frozen=True)
+class GpuImage:
+    """A boot image for GPU VMs and what the roles find on it."""
+
+    image: str  # image family self link
+    family: str  # provision_image_family: dlvm | ubuntu
+    driver_branch: str | None  # NVIDIA driver branch the image ships, None: none
+
+
+# GPU-ready images per GPU architecture (gpus.yaml `arch`): Google's Deep Learning VM images
+# (project deeplearning-platform-release, "Choose a Deep Learning VM image": the
+# common-cu<cuda>-ubuntu-2204-nvidia-<branch> families ship that NVIDIA driver branch and CUDA
+# toolkit). Architectures without a row (Volta, Pascal: branch 535 with proprietary modules in
+# provision's software matrix, which no DLVM family ships) boot plain Ubuntu 22.04 LTS, which has
+# no NVIDIA driver: the nvidia_driver role installs it, and preview says so.
+UBUNTU_IMAGE = GpuImage(DEFAULT_IMAGE, "ubuntu", None)
+DLVM = "projects/deeplearning-platform-release/global/images/family/"
+GPU_IMAGES: dict[str, GpuImage] = {
+    "turing": GpuImage(DLVM + "common-cu124-ubuntu-2204-nvidia-550", "dlvm", "550"),
+    "ampere": GpuImage(DLVM + "common-cu124-ubuntu-2204-nvidia-550", "dlvm", "550"),
+    "ada": GpuImage(DLVM + "common-cu124-ubuntu-2204-nvidia-550", "dlvm", "550"),
+    "hopper": GpuImage(DLVM + "common-cu124-ubuntu-2204-nvidia-550", "dlvm", "550"),
+    "blackwell": GpuImage(DLVM + "common-cu128-ubuntu-2204-nvidia-570", "dlvm", "570"),
+}
+
+
+def gpu_image(gpu: str) -> GpuImage:
+    """The boot image for GPU VMs with ``gpu`` (a catalog name such as H100)."""
+    spec = gpu_table().resolve(gpu)
+    return GPU_IMAGES.get(spec.arch, UBUNTU_IMAGE) if spec is not None else UBUNTU_IMAGE
 
 
 def family(machine_type: str) -> MachineFamily:

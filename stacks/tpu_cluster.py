@@ -41,9 +41,14 @@ class TpuClusterArgs:
     network: GcpNetworkArgs = field(default_factory=GcpNetworkArgs)
     service_account: str | None = None
     project: str | None = None
+    reserved: bool = False  # consume the project's TPU reservation in the zone
+    queued: bool = False  # obtain each slice through a queued resource (stacks/tpu_queued.py)
+    queue_hours: float | None = None  # how long a queued request may wait for capacity
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.reserved and self.provisioning != "standard":
+            raise ValueError("a reserved TPU is not spot or preemptible")
         if self.provisioning not in SCHEDULING:
             raise ValueError(f"provisioning must be one of {sorted(SCHEDULING)}")
         if not self.slices:
@@ -80,6 +85,16 @@ class TpuCluster(pulumi.ComponentResource):
         tpus = []
         for index, hosts in enumerate(args.slices):
             tpu_name = args.slice_name(index)
+            if args.queued:
+                vm = self._queued(tpu_name, net, labels)
+                self.vms.append(vm)
+                slice_nodes.append(vm.network_endpoints.apply(
+                    lambda eps, hosts=hosts, tpu_name=tpu_name: self._records(eps, hosts,
+                                                                              tpu_name)))
+                tpus.append(pulumi.Output.all(urn=vm.urn, state=vm.state).apply(
+                    lambda v, tpu_name=tpu_name: {"name": tpu_name, "urn": v["urn"],
+                                                  "state": v["state"]}))
+                continue
             vm = gcp.tpu.V2Vm(
                 tpu_name,
                 name=tpu_name,
@@ -87,7 +102,8 @@ class TpuCluster(pulumi.ComponentResource):
                 project=args.project,
                 accelerator_type=shape.accelerator_type,
                 runtime_version=args.runtime_version or shape.runtime_version,
-                scheduling_config=SCHEDULING[args.provisioning],
+                scheduling_config=({"reserved": True} if args.reserved
+                                   else SCHEDULING[args.provisioning]),
                 network_config={"network": net.network, "subnetwork": net.subnetwork,
                                 "enable_external_ips": True},
                 metadata=ssh_metadata(args.ssh),
@@ -108,6 +124,24 @@ class TpuCluster(pulumi.ComponentResource):
         self.tpus = pulumi.Output.all(*tpus)
         self.exports = {"tpus": self.tpus}  # stack outputs besides nodes
         self.register_outputs({"nodes": self.nodes, "tpus": self.tpus})
+
+    def _queued(self, tpu_name: str, net: ClusterNetwork, labels: dict[str, str]) -> Any:
+        from stacks.tpu_queued import QueuedTpu
+
+        args = self.args
+        if args.project is None:
+            raise ValueError("a queued TPU needs the project (gcp.project)")
+        return QueuedTpu(tpu_name, {
+            "name": tpu_name, "project": args.project, "zone": args.zone,
+            "accelerator_type": args.shape.accelerator_type,
+            "runtime_version": args.runtime_version or args.shape.runtime_version,
+            "network": net.network, "subnetwork": net.subnetwork,
+            "metadata": ssh_metadata(args.ssh), "tags": [net.tag],
+            "labels": {**labels, "provision-slice": tpu_name},
+            "service_account": args.service_account,
+            "spot": args.provisioning != "standard", "reserved": args.reserved,
+            "valid_hours": args.queue_hours,
+        }, opts=child(self, depends_on=[net], delete_before_replace=True))
 
     def _records(self, endpoints: list[Any] | None, hosts: tuple[NodeArgs, ...],
                  tpu_name: str) -> list[dict[str, Any]]:
@@ -134,6 +168,7 @@ class TpuCluster(pulumi.ComponentResource):
                 "zone": args.zone,
                 "spot": args.provisioning != "standard",
                 "labels": {**node.labels, "tpu": tpu_name, "tpu_worker": str(worker),
+                           "image_family": "tpu-vm",
                            "accelerator_type": args.shape.accelerator_type},
             })
         return out

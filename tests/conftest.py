@@ -19,6 +19,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
     os.environ["PROVISION_STATE_DIR"] = str(tmp_path_factory.mktemp("provision-state"))
     os.environ["PROVISION_INVENTORIES"] = str(tmp_path_factory.mktemp("inventories"))
+    # The cloud SDKs look for credentials on an instance metadata service (169.254.169.254)
+    # when none are configured: never from a test.
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ["NO_GCE_CHECK"] = "True"
+    # GCP plans resolve their project from gcloud's configuration: a fixed one, never the
+    # user's (project sim-project-123; see provision/backends/gcp_project.py)
+    os.environ["CLOUDSDK_CONFIG"] = str(REPO / "tests" / "fixtures" / "cloud" / "gcloud")
+    for var in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "CLOUDSDK_ACTIVE_CONFIG_NAME",
+                "GOOGLE_APPLICATION_CREDENTIALS"):
+        os.environ.pop(var, None)
 
 
 def provision_cmd() -> list[str]:

@@ -30,6 +30,9 @@ class NodeRecord:
     zone: str | None = None
     spot: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    # SSH reaches this node through that node (its name; the cluster's head), e.g. private AWS
+    # workers behind the head's Elastic IP. The inventory renders it as a per-host ProxyCommand.
+    via: str | None = None
 
     @property
     def internal_address(self) -> str:
@@ -75,6 +78,7 @@ class ClusterSpec:
     spot: bool = False
     offering: Any = None  # provision.catalog.Offering for cloud targets, None for local
     settings: Any = None  # the target's settings model from plan.yaml (local:, aws:, ...)
+    refresh_image: bool = False  # `up --refresh-image`: resolve the boot image again
 
 
 @dataclass
@@ -104,6 +108,24 @@ class Backend(Protocol):
         """The cluster's nodes that exist right now (for status and recovery)."""
         ...
 
+    def refresh(self, cluster: str, event: Event) -> None:
+        """Re-read what really exists (a spot-terminated instance, a reclaimed VM, a preempted
+        TPU) so that :meth:`nodes` does not report stale records. A no-op where the backend's
+        listing is already live (podman labels)."""
+        ...
+
     def destroy(self, cluster: str, event: Event) -> DestroyReport:
         """Remove everything the backend created for ``cluster``."""
         ...
+
+
+def live_nodes(backend: Backend, cluster: str, event: Event | None = None) -> list[NodeRecord]:
+    """The nodes that exist right now, after the backend re-read the real world.
+
+    `status`, `recover`, `watch` and `up` decide what is lost from this, never from records a
+    stack stored when it last ran (a spot instance terminated since then would still count).
+    Backends without ``refresh`` list live state already."""
+    refresh = getattr(backend, "refresh", None)
+    if refresh is not None:
+        refresh(cluster, event or (lambda m: None))
+    return backend.nodes(cluster)

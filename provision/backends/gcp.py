@@ -3,20 +3,27 @@
 The optimizer's offering decides which: a TPU generation (gpus.yaml `tpu:`) becomes TPU VMs,
 anything else GPU VMs. For TPUs the ClusterSpec has one node per TPU VM host (slices × hosts,
 slice-major); the stack checks the count against the slice's topology.
+
+Also decided here: the project (provision.backends.gcp_project: plan, environment, gcloud's
+active configuration, service-account key), the GPU boot image (a GPU-ready Deep Learning VM
+family for the GPU's architecture unless gcp.image names one), and, on `up`/`recover` of an
+existing TPU cluster, which slices to recreate (provision.backends.tpu_recovery: a preempted
+slice never comes back by itself).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from provision.backends.base import ClusterSpec
+from provision.backends.base import ClusterSpec, Event, NodeRecord
+from provision.backends.gcp_project import Project, resolve_project
 from provision.backends.operator import ssh_policy
 from provision.backends.pulumi_backend import Builder, PulumiBackend
 from provision.catalog.specs import gpu_table
 from provision.errors import InputError
 from provision.plan.cloud import GcpTarget
 from stacks.common import NodeArgs
-from stacks.gcp_data import GUEST_ACCELERATORS, tpu_slice
+from stacks.gcp_data import GUEST_ACCELERATORS, gpu_image, tpu_slice
 
 
 def is_tpu(offering: Any) -> bool:
@@ -46,6 +53,9 @@ class GcpBackend(PulumiBackend):
     def provisioning(s: GcpTarget, spot: bool) -> str:
         return s.provisioning if s.provisioning != "auto" else ("spot" if spot else "standard")
 
+    def gcp_project(self, spec: ClusterSpec) -> Project:
+        return resolve_project(self.settings(spec).project)
+
     def network(self, s: GcpTarget) -> Any:
         from stacks.gcp_cluster import GcpNetworkArgs
 
@@ -53,7 +63,6 @@ class GcpBackend(PulumiBackend):
 
     def gpu_args(self, spec: ClusterSpec, *, offline: bool = False) -> Any:
         from stacks.gcp_cluster import GcpClusterArgs
-        from stacks.gcp_data import DEFAULT_IMAGE
 
         s = self.settings(spec)
         o = spec.offering
@@ -65,6 +74,7 @@ class GcpBackend(PulumiBackend):
                 raise InputError(f"{o.gpu} cannot be attached to N1 machines "
                                  f"(known: {', '.join(GUEST_ACCELERATORS)})")
             guest = (kind, o.gpu_count)
+        image = gpu_image(o.gpu)
         return GcpClusterArgs(
             cluster=spec.cluster,
             machine_type=o.instance_type,
@@ -77,11 +87,14 @@ class GcpBackend(PulumiBackend):
             placement=s.placement if s.placement is not None else multi,
             gpudirect=s.gpudirect if s.gpudirect is not None else multi,
             network=self.network(s),
-            image=s.image or DEFAULT_IMAGE,
+            image=s.image or image.image,
+            image_family="custom" if s.image else image.family,
+            image_driver=None if s.image else image.driver_branch,
+            reservation=s.reservation,
             boot_disk_gb=s.boot_disk_gb,
             boot_disk_type=s.boot_disk_type,
             service_account=s.service_account,
-            project=s.project,
+            project=self.gcp_project(spec).id,
             labels=dict(s.labels),
         )
 
@@ -106,7 +119,10 @@ class GcpBackend(PulumiBackend):
             runtime_version=s.tpu_runtime_version,
             network=self.network(s),
             service_account=s.service_account,
-            project=s.project,
+            project=self.gcp_project(spec).id,
+            reserved=s.reservation is not None,
+            queued=s.tpu_queued,
+            queue_hours=s.tpu_queue_hours,
             labels=dict(s.labels),
         )
 
@@ -126,9 +142,39 @@ class GcpBackend(PulumiBackend):
         return spec.offering
 
     def config(self, spec: ClusterSpec) -> dict[str, str]:
-        s = self.settings(spec)
         zone = spec.offering.zone
-        cfg = {"gcp:zone": zone, "gcp:region": zone.rsplit("-", 1)[0]}
-        if s.project:
-            cfg["gcp:project"] = s.project
-        return cfg
+        return {"gcp:zone": zone, "gcp:region": zone.rsplit("-", 1)[0],
+                "gcp:project": self.gcp_project(spec).id}
+
+    def apply(self, spec: ClusterSpec, event: Event) -> list[NodeRecord]:
+        """A TPU cluster that exists already is refreshed and its preempted slices recreated
+        (delete, create again under the same name) before the stack is brought to the plan."""
+        if not is_tpu(self._offering(spec)):
+            return super().apply(spec, event)
+        self.check(spec)
+        self.runner.cli()
+        program = self.stack_program(spec)
+        if self.runner.resources(program):
+            from provision.backends.tpu_recovery import Action, recreate_preempted
+
+            notes = self.notes()
+            attempts: dict[str, int] = notes.get("tpu_recreates", {})
+            decisions = recreate_preempted(self.runner, program, event, attempts)
+            settled = all(d.action is Action.KEEP for d in decisions)
+            notes["tpu_recreates"] = {} if settled else attempts
+            self.save_notes(notes)
+        event(f"{self.name}: pulumi up {self.project}/{spec.cluster} "
+              f"({len(spec.nodes)} TPU VM host(s))")
+        return self.records(self.runner.up(program, event))
+
+    def host_keys(self, node: NodeRecord) -> list[str] | None:
+        """A GPU VM's SSH host keys as its guest agent published them (guest attributes,
+        provision.known_hosts); TPU VMs have none there: they are trusted on first use."""
+        from provision.backends.host_keys import gcp_guest_attribute_host_keys
+        from provision.plan.load import load_plan
+
+        if node.sku.startswith("tpu-") or not node.zone:
+            return None
+        plan = load_plan(self.state_dir / "plan.yaml").plan
+        project = resolve_project(plan.gcp.project if plan.gcp else None).id
+        return gcp_guest_attribute_host_keys(project, node.zone, node.name)

@@ -11,6 +11,10 @@ Two uses share this one engine:
 
 Secret inputs arrive wrapped by the engine and are rendered as ``[secret]``; internal inputs
 (``__provider``: a dynamic provider's pickled code) are dropped.
+
+Every registration is checked against the cloud APIs' documented refusals
+(:mod:`provision.backends.api_rules`): a call AWS or GCP would refuse raises
+:class:`~provision.backends.api_rules.ApiRefusal` here, before any account is involved.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
+
+from provision.backends.api_rules import refusal
 
 UNKNOWN = "(known after apply)"
 SECRET = "[secret]"
@@ -76,7 +82,7 @@ def clean(value: Any) -> Any:
 def _tpu_endpoints(inputs: dict[str, Any], n: int) -> list[dict[str, Any]]:
     from stacks.gcp_data import tpu_slice
 
-    hosts = tpu_slice(inputs["acceleratorType"]).hosts
+    hosts = tpu_slice(inputs.get("acceleratorType") or inputs["accelerator_type"]).hosts
     return [{"ipAddress": f"10.43.0.{10 + i}", "port": 8470,
              "accessConfigs": [{"externalIp": f"203.0.113.{n * 10 + i}"}]}
             for i in range(hosts)]
@@ -87,7 +93,8 @@ def _tpu_endpoints(inputs: dict[str, Any], n: int) -> list[dict[str, Any]]:
 FAKE_OUTPUTS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
     "aws:ec2/instance:Instance": lambda i, n: {
         "publicIp": f"203.0.113.{n}", "privateIp": f"10.42.0.{n}",
-        "availabilityZone": "us-east-1a"},
+        "availabilityZone": "us-east-1a", "primaryNetworkInterfaceId": f"eni-{n:017x}",
+        "instanceState": "running"},
     "aws:ec2/eip:Eip": lambda i, n: {"publicIp": f"198.51.100.{n}"},
     "aws:ec2/launchTemplate:LaunchTemplate": lambda i, n: {"latestVersion": 1},
     "aws:ec2/placementGroup:PlacementGroup": lambda i, n: {"name": i.get("name")},
@@ -102,16 +109,35 @@ FAKE_OUTPUTS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
         "selfLink": f"projects/demo/regions/r/resourcePolicies/{i.get('name')}"},
     "gcp:tpu/v2Vm:V2Vm": lambda i, n: {"state": "READY",
                                        "networkEndpoints": _tpu_endpoints(i, n)},
+    # a queued TPU slice (stacks/tpu_queued.py); other dynamic resources get nothing extra
+    "pulumi-python:dynamic:Resource": lambda i, n: (
+        {"state": "READY", "queued_state": "ACTIVE", "kind": "tpu-queued-resource",
+         "network_endpoints": [{"ip_address": e["ipAddress"],
+                                "access_configs": [{"external_ip": e["accessConfigs"][0][
+                                    "externalIp"]}]} for e in _tpu_endpoints(i, n)]}
+        if "accelerator_type" in i else {}),
 }
+FAKE_AMI = "ami-0123456789abcdef0"
+
+
+def _fake_ami(args: dict[str, Any]) -> dict[str, Any]:
+    """The image asked for by id, or a stand-in for the newest match of a name filter."""
+    by_id = [f["values"][0] for f in args.get("filters") or [] if f.get("name") == "image-id"]
+    return {"id": by_id[0] if by_id else FAKE_AMI, "rootDeviceName": "/dev/sda1",
+            "name": "offline stand-in image"}
+
+
 FAKE_INVOKES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "aws:ec2/getAmi:getAmi": lambda a: {"id": "ami-0123456789abcdef0",
-                                        "rootDeviceName": "/dev/sda1",
-                                        "name": "offline stand-in image"},
+    "aws:ec2/getAmi:getAmi": _fake_ami,
+    "aws:ssm/getParameter:getParameter": lambda a: {"name": a.get("name"), "value": FAKE_AMI,
+                                                    "type": "String"},
 }
 
 
 def _lookup_placeholder(token: str, args: dict[str, Any]) -> dict[str, Any]:
     """What a preview shows for a lookup it cannot make offline."""
+    if token == "aws:ssm/getParameter:getParameter":
+        return {"name": args.get("name"), "value": f"(lookup: SSM parameter {args.get('name')})"}
     filters = {f.get("name"): f.get("values") for f in args.get("filters") or []}
     what = (f"image {filters['image-id'][0]}" if "image-id" in filters else
             f"newest image named {filters.get('name', ['?'])[0]!r} owned by "
@@ -126,16 +152,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.fake_outputs = fake_outputs
         self.run = OfflineRun()
         self._n = itertools.count(1)
+        self.registered: dict[str, tuple[str, dict[str, Any]]] = {}  # id → (type, inputs)
+
+    def lookup(self, ref: Any) -> tuple[str, dict[str, Any]] | None:
+        return self.registered.get(ref) if isinstance(ref, str) else None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        self.run.resources.append(PlannedResource(args.typ, args.name, clean(args.inputs),
+        inputs = clean(args.inputs)
+        self.run.resources.append(PlannedResource(args.typ, args.name, inputs,
                                                   bool(args.custom)))
+        refused = refusal(args.typ, inputs, self.lookup, templates_launch=not self.fake_outputs)
+        if refused is not None:
+            raise refused
         if not self.fake_outputs:
             # preview: inputs carry through, everything the cloud assigns stays unknown
             return None, dict(args.inputs)
         n = next(self._n)
         extra = FAKE_OUTPUTS.get(args.typ)
         state = {**args.inputs, **(extra(args.inputs, n) if extra else {})}
+        self.registered[f"{args.name}-id"] = (args.typ, inputs)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:

@@ -53,15 +53,23 @@ def cluster_spec(loaded: LoadedPlan, ssh: SshAccess, outcome: Any | None = None)
                            spot=False, offering=None, settings=settings)
     if outcome is None or outcome.choice is None:
         raise InputError(f"{loaded.path}: target {name} needs a hardware choice (run the plan)")
-    choice = outcome.choice
-    o = choice.offering
+    return candidate_spec(loaded, ssh, outcome.choice, name)
+
+
+def candidate_spec(loaded: LoadedPlan, ssh: SshAccess, candidate: Any, backend: str,
+                   *, refresh_image: bool = False) -> ClusterSpec:
+    """The ClusterSpec for one optimizer candidate (offering, market, node count) on
+    ``backend`` — the choice, or a placement failover tries instead."""
+    plan = loaded.plan
+    o = candidate.offering
     spec = gpu_table().resolve(o.gpu)
     sku = spec.sku if spec else o.gpu.lower()
-    count = choice.nodes * max(1, o.hosts)  # TPU slices have one node per VM host
+    count = candidate.nodes * max(1, o.hosts)  # TPU slices have one node per VM host
     nodes = tuple(NodeSpec(f"{plan.name}-{i}", sku, "head" if i == 1 else "worker")
                   for i in range(1, count + 1))
-    return ClusterSpec(cluster=plan.name, nodes=nodes, ssh=ssh, spot=choice.spot, offering=o,
-                       settings=getattr(plan, name, None))
+    return ClusterSpec(cluster=plan.name, nodes=nodes, ssh=ssh, spot=candidate.spot,
+                       offering=o, settings=getattr(plan, backend, None),
+                       refresh_image=refresh_image)
 
 
 def preview_ssh(loaded: LoadedPlan, user: str) -> SshAccess:

@@ -21,6 +21,7 @@ from provision.backends.base import Event
 from provision.backends.pulumi_runner import StackProgram
 
 TPU_TYPE = "gcp:tpu/v2Vm:V2Vm"
+QUEUED_KIND = "tpu-queued-resource"  # stacks/tpu_queued.py's dynamic resource
 
 
 class Action(StrEnum):
@@ -90,8 +91,8 @@ def tpu_states(resources: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str 
     """slice name → (urn, state) from a refreshed stack's resources."""
     out = {}
     for r in resources:
-        if r.get("type") == TPU_TYPE:
-            outputs = r.get("outputs") or {}
+        outputs = r.get("outputs") or {}
+        if r.get("type") == TPU_TYPE or outputs.get("kind") == QUEUED_KIND:
             out[outputs.get("name") or r["urn"].rsplit("::", 1)[-1]] = (r["urn"],
                                                                           outputs.get("state"))
     return out

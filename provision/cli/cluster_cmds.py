@@ -35,6 +35,9 @@ def up(
     = False,
     interval: Annotated[float, typer.Option(help="With --watch: seconds between checks.",
                                             min=1)] = 30.0,
+    refresh_image: Annotated[bool, typer.Option(
+        "--refresh-image", help="Look up the boot image again (a new DLAMI release) instead "
+        "of the one pinned at the first `up`; nodes are replaced onto it.")] = False,
 ) -> None:
     """Create the plan's nodes, render the inventory and converge them with Ansible.
 
@@ -47,7 +50,8 @@ def up(
 
     try:
         with ui() as u:
-            result = do_up(plan_file, u, state_root=state_dir, inventories=inventories)
+            result = do_up(plan_file, u, state_root=state_dir, inventories=inventories,
+                           refresh_image=refresh_image)
     except RunFailed as exc:
         if exc.result is not None and hasattr(exc.result, "converge"):
             _render_up(exc.result, output)
@@ -71,6 +75,8 @@ def _render_up(result, output: Output) -> None:
     if output == Output.json:
         con.print_json(json.dumps(result.to_json()))
         return
+    if len(result.attempts) > 1 or any(a["status"] != "launched" for a in result.attempts):
+        con.print(attempts_table(result.attempts))
     if result.converge:
         con.print(summary_table(result.converge))
     if result.verify is not None and result.verify.report is not None:
@@ -82,6 +88,21 @@ def _render_up(result, output: Output) -> None:
     con.print(f"cluster {result.cluster}: {len(result.nodes)} node(s) "
               f"({', '.join(n.name + ' ' + n.address for n in result.nodes)}) in "
               f"{result.seconds:,.0f} s; inventory {result.inventory}/hosts.yml")
+
+
+def attempts_table(attempts: list[dict]):
+    """The placements a launch tried, in order, with what became of each."""
+    from rich.table import Table
+
+    table = Table("#", "placement", "why tried", "outcome", "cleaned up",
+                  title="launch attempts", title_justify="left")
+    for i, a in enumerate(attempts, 1):
+        where = f"{a['zone']} ({a['region']})" if a["zone"] else a["region"]
+        outcome = a["status"] + (f": {a['reason']}" if a["reason"] else "")
+        cleaned = {None: "—", True: "yes", False: "NO"}[a["cleaned_up"]]
+        table.add_row(str(i), f"{a['provider']} {a['nodes']} × {a['instance_type']} in {where}",
+                      a["why"], outcome, cleaned)
+    return table
 
 
 @app.command()

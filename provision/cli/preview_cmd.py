@@ -67,14 +67,19 @@ def preview(
     name = target_of(loaded, outcome)
     spec = cluster_spec(loaded, preview_ssh(loaded, DEFAULT_USER.get(name, "ubuntu")), outcome)
     if offline:
+        from provision.backends.api_rules import ApiRefusal
         from provision.backends.offline import run_offline
 
         backend = get_backend(name, state_dir=Path("(offline)"), detect_cidr=None)
-        run = run_offline(backend.component(spec, offline=True), project=backend.project,
-                          stack=spec.cluster)
+        try:
+            run = run_offline(backend.component(spec, offline=True), project=backend.project,
+                              stack=spec.cluster)
+        except ApiRefusal as exc:
+            raise InputError(f"{plan_file}: {name} would refuse this launch: {exc} (rule: "
+                             f"{exc.source})") from None
         resources = sorted((r for r in run.resources if r.custom),
                            key=lambda r: (r.type, r.name))
-        _render(resources, output, _headline(spec, name))
+        _render(resources, output, _headline(spec, name, backend))
         return
     from provision.cli.console import err_console
     from provision.state import ClusterState
@@ -105,13 +110,17 @@ def require_cloud_extra() -> None:
                          "extra installs: pip install 'provision[cloud]'")
 
 
-def _headline(spec: Any, backend: str) -> str:
+def _headline(spec: Any, name: str, backend: Any = None) -> str:
     o = spec.offering
     if o is None:
         return f"{spec.cluster}: {len(spec.nodes)} bare-metal host(s)"
     market = "spot" if spec.spot else "on-demand"
-    return (f"{spec.cluster}: {len(spec.nodes)} node(s) of {o.instance_type} "
-            f"({o.gpu_count}×{o.gpu}) in {o.zone or o.region}, {market}, via {backend}")
+    line = (f"{spec.cluster}: {len(spec.nodes)} node(s) of {o.instance_type} "
+            f"({o.gpu_count}×{o.gpu}) in {o.zone or o.region}, {market}, via {name}")
+    if hasattr(backend, "gcp_project"):
+        project = backend.gcp_project(spec)
+        line += f"; project {project.id} (from {project.source})"
+    return line
 
 
 def _inline(inputs: dict[str, Any]) -> str:

@@ -68,7 +68,9 @@ class AwsTarget(StrictModel):
     )
     capacity_reservation_id: str | None = Field(
         None, pattern=r"^cr-[0-9a-f]+$",
-        description="The Capacity Block / capacity reservation to launch into.",
+        description="Launch into this reservation: a Capacity Block (with market: "
+        "capacity-block) or an On-Demand Capacity Reservation (on-demand market; reservations "
+        "do not serve spot).",
     )
     spot_interruption: Literal["terminate", "stop", "hibernate"] = Field(
         "terminate", description="What EC2 does when it reclaims a spot node (stop and "
@@ -88,10 +90,19 @@ class AwsTarget(StrictModel):
     placement_group: bool | None = Field(
         None, description="Put the nodes in a cluster placement group (default: multi-node)."
     )
-    public_ip: Literal["auto", "elastic", "none"] = Field(
+    public_ip: Literal["auto", "head", "elastic", "none"] = Field(
         "auto",
-        description="auto: a public IPv4 at launch; elastic: an Elastic IP per node; none: "
-        "private addresses only (reach the nodes through a VPN or bastion).",
+        description="auto: a public IPv4 at launch for single-interface nodes; with several "
+        "network interfaces (EFA types, where EC2 refuses a public IP at launch) as head. "
+        "head: an Elastic IP on the head node's primary interface, workers private and reached "
+        "through the head (SSH ProxyJump), outbound traffic through a NAT gateway. elastic: an "
+        "Elastic IP per node. none: private addresses only (operator inside the VPC; the nodes "
+        "get the SSM role).",
+    )
+    checkpoint_bucket: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket the nodes may read (checkpoints, datasets): their instance role "
+        "gets s3:ListBucket and s3:GetObject on it and nothing else.",
     )
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags on every resource provision creates."
@@ -130,8 +141,15 @@ class GcpTarget(StrictModel):
         "10.43.0.0/20", description="Range of the subnetwork provision creates."
     )
     image: str | None = Field(
-        None, description="GPU VM boot image or family (default: Ubuntu 22.04 LTS, "
-        "projects/ubuntu-os-cloud/global/images/family/ubuntu-2204-lts)."
+        None, description="GPU VM boot image or family. Default: a GPU-ready Deep Learning VM "
+        "family with the NVIDIA driver for the GPU's architecture (common-cu124-ubuntu-2204-"
+        "nvidia-550 for Turing to Hopper, common-cu128-ubuntu-2204-nvidia-570 for Blackwell), "
+        "else Ubuntu 22.04 LTS, where the nvidia_driver role installs the driver."
+    )
+    reservation: str | None = Field(
+        None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="A Compute Engine reservation the GPU VMs consume (specific reservation "
+        "affinity), or, for TPUs, use the zone's TPU reservation (reserved scheduling).",
     )
     boot_disk_gb: Annotated[int, Field(ge=20, le=65536)] = Field(
         200, description="Boot disk size, GB."
@@ -160,6 +178,15 @@ class GcpTarget(StrictModel):
     )
     service_account: str | None = Field(
         None, description="Service account email the nodes run as (default: none attached)."
+    )
+    tpu_queued: bool = Field(
+        False, description="Obtain TPU slices through queued resources (how v5e, v5p and v6e "
+        "capacity is usually granted): the request waits for capacity, on spot capacity when "
+        "the plan chose spot, until tpu_queue_hours.",
+    )
+    tpu_queue_hours: Annotated[float, Field(gt=0, le=720)] | None = Field(
+        None, description="How long a queued TPU request may wait before it fails (and `up` "
+        "tries the next zone). Default: the TPU service's own limit.",
     )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Extra labels on every resource provision creates."

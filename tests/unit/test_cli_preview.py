@@ -15,8 +15,10 @@ from provision.backends.offline import SECRET, clean, run_offline
 from tests.conftest import EXAMPLES, REPO
 
 EXPECTED = {
+    # p5.48xlarge × 2: an Elastic IP for the head's primary interface, private worker, NAT
     "aws-spot": {"aws:ec2/instance:Instance": 2, "aws:ec2/launchTemplate:LaunchTemplate": 1,
-                 "aws:ec2/placementGroup:PlacementGroup": 1,
+                 "aws:ec2/placementGroup:PlacementGroup": 1, "aws:ec2/eip:Eip": 2,
+                 "aws:ec2/natGateway:NatGateway": 1,
                  "aws:ec2/securityGroup:SecurityGroup": 1, "aws:ec2/keyPair:KeyPair": 1},
     "gcp-a3": {"gcp:compute/instance:Instance": 2,
                "gcp:compute/resourcePolicy:ResourcePolicy": 1},
@@ -60,6 +62,42 @@ def test_table_preview_names_the_choice(run_cli):
     out = run_cli("preview", str(EXAMPLES / "aws-spot.yaml"), "--offline", check=True).stdout
     assert "p5.48xlarge" in out and "spot" in out and "aws:ec2/instance:Instance" in out
     assert "resources (offline preview" in out
+
+
+def test_gcp_preview_shows_the_project_or_exits_2_naming_gcp_project(run_cli, tmp_path):
+    """Issue 15 item 3: pulumi-gcp reads no gcloud configuration; provision resolves it (the
+    suite's gcloud configuration, tests/fixtures/cloud/gcloud, has project sim-project-123)."""
+    table = run_cli("preview", str(EXAMPLES / "gcp-a3.yaml"), "--offline", check=True).stdout
+    assert "project sim-project-123" in table and "gcloud configuration" in table
+    resources = json.loads(run_cli("preview", str(EXAMPLES / "gcp-a3.yaml"), "--offline",
+                                   "-o", "json", check=True).stdout)
+    assert {r["inputs"].get("project") for r in resources} == {"sim-project-123"}
+    proc = run_cli("preview", str(EXAMPLES / "tpu-v5p.yaml"), "--offline",
+                   env={"CLOUDSDK_CONFIG": str(tmp_path / "no-gcloud"),
+                        "HOME": str(tmp_path)})
+    assert proc.returncode == 2 and "gcp.project" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_offline_preview_refuses_a_launch_the_cloud_refuses():
+    """The mocks hold a launch template to EC2's launch rules (provision.backends.api_rules)."""
+    import pulumi
+    import pulumi_aws as aws
+
+    from provision.backends.api_rules import ApiRefusal
+
+    class Bad(pulumi.ComponentResource):
+        def __init__(self) -> None:
+            super().__init__("test:Bad", "bad")
+            self.nodes = pulumi.Output.from_input([])
+            aws.ec2.LaunchTemplate("bad-lt", network_interfaces=[
+                {"device_index": 0, "network_card_index": 0, "interface_type": "efa",
+                 "associate_public_ip_address": "true"},
+                {"device_index": 1, "network_card_index": 1, "interface_type": "efa-only"}],
+                opts=pulumi.ResourceOptions(parent=self))
+
+    with pytest.raises(ApiRefusal, match="InvalidParameterCombination"):
+        run_offline(Bad)
 
 
 BAREMETAL = """\

@@ -151,26 +151,40 @@ def test_existing_network_and_elastic_ips():
     settings = AwsTarget(vpc_id="vpc-0abc", subnet_id="subnet-0def", public_ip="elastic")
     r = run(spec(2, settings=settings))
     assert not r.of_type("aws:ec2/vpc:Vpc") and not r.of_type("aws:ec2/subnet:Subnet")
+    assert not r.of_type("aws:ec2/natGateway:NatGateway")  # the user's network, the user's NAT
     assert r.named("demo-sg").inputs["vpcId"] == "vpc-0abc"
     nics = r.named("demo-lt", TEMPLATE).inputs["networkInterfaces"]
     assert {n["subnetId"] for n in nics} == {"subnet-0def"}
-    assert nics[0]["associatePublicIpAddress"] == "false"
+    # 32 interfaces: EC2 refuses associatePublicIpAddress in any form (api_rules)
+    assert not any("associatePublicIpAddress" in n for n in nics)
     eips = r.of_type("aws:ec2/eip:Eip")
-    # one per instance; mocks register resources in completion order, so compare as a set
-    assert sorted(e.inputs["instance"] for e in eips) == ["demo-1-id", "demo-2-id"]
-    assert all(n["address"].startswith("198.51.100.") for n in r.outputs["nodes"])
+    # one per instance, bound to its primary interface, never to the instance (AssociateAddress
+    # refuses an instance with several interfaces); completion order varies, compare as a set
+    assert len({e.inputs["networkInterface"] for e in eips}) == 2
+    assert all(e.inputs["networkInterface"].startswith("eni-") for e in eips)
+    assert not any("instance" in e.inputs for e in eips)
+    assert all(n["address"].startswith("198.51.100.") and n["via"] is None
+               for n in r.outputs["nodes"])
 
 
-def test_image_lookup_is_the_deep_learning_base_ami_unless_given():
+def test_image_is_the_dlami_release_the_ssm_parameter_names_unless_given():
     r = run(spec(1))
-    ((token, args),) = r.invokes
-    assert token == "aws:ec2/getAmi:getAmi" and args["owners"] == ["amazon"]
-    names = {f["name"]: f["values"] for f in args["filters"]}
-    assert names["name"] == ["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"]
-    assert args["mostRecent"] is True
+    tokens = [t for t, _ in r.invokes]
+    assert tokens == ["aws:ssm/getParameter:getParameter", "aws:ec2/getAmi:getAmi"]
+    assert r.invokes[0][1]["name"] == (
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/"
+        "ami-id")
+    assert r.invokes[1][1]["filters"] == [{"name": "image-id",
+                                           "values": ["ami-0123456789abcdef0"]}]
+    assert r.outputs["nodes"][0]["labels"]["image_family"] == "dlami"
     r = run(spec(1, settings=AwsTarget(ami="ami-0fedcba9876543210")))
     ((_, args),) = r.invokes
     assert args["filters"] == [{"name": "image-id", "values": ["ami-0fedcba9876543210"]}]
+    r = run(spec(1, settings=AwsTarget(image="ubuntu-22.04")))
+    ((token, args),) = r.invokes
+    assert token == "aws:ec2/getAmi:getAmi"  # Canonical publishes no SSM parameter used here
+    assert args["owners"] == ["099720109477"] and args["mostRecent"] is True
+    assert r.outputs["nodes"][0]["labels"]["image_driver"] == "none"
 
 
 def test_backend_refuses_what_does_not_match():

@@ -46,7 +46,8 @@ def test_a3_spot_multi_node():
         assert i["scheduling"] == {"provisioningModel": "SPOT", "preemptible": True,
                                    "automaticRestart": False, "onHostMaintenance": "TERMINATE",
                                    "instanceTerminationAction": "DELETE"}
-        assert i["metadata"] == {"ssh-keys": f"ubuntu:{KEY}", "enable-oslogin": "FALSE"}
+        assert i["metadata"] == {"ssh-keys": f"ubuntu:{KEY}", "enable-oslogin": "FALSE",
+                                 "install-nvidia-driver": "True"}  # a Deep Learning VM image
         assert i["resourcePolicies"].endswith("/provision-a3-compact")
         nics = i["networkInterfaces"]
         assert len(nics) == 5 and {n["nicType"] for n in nics} == {"GVNIC"}  # 1 + 4 TCPX NICs
