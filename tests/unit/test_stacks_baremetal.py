@@ -55,7 +55,9 @@ def test_hosts_become_dynamic_resources_and_node_records(tmp_path, monkeypatch):
     hosts = run.of_type(DYNAMIC)
     assert [h.name for h in hosts] == ["lab-1", "spare"]
     first, second = (h.inputs for h in hosts)
-    assert first["reinstall"] == {"method": "pxe", "generation": 2}
+    assert {k: v for k, v in first["reinstall"].items() if v is not None} == {
+        "method": "pxe", "generation": 2, "media_address": "127.0.0.1",
+        "boot_timeout_seconds": 1800, "attempts": 2}
     assert first["power_on"] is True and first["power_off_on_destroy"] is True
     assert first["bmc"] == {"protocol": "redfish", "endpoint": "https://10.0.1.11",
                             "username": "admin", "password_env": "LAB_BMC_PW",
