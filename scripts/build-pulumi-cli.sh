@@ -12,7 +12,8 @@ set -euo pipefail
 version="${1:-${PROVISION_PULUMI_VERSION:-v3.274.1}}"
 cache="${PROVISION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/provision}/pulumi/${version}"
 bin="$cache/bin"
-if [ -x "$bin/pulumi" ] && "$bin/pulumi" version >/dev/null 2>&1; then
+if [ -x "$bin/pulumi" ] && [ -x "$bin/pulumi-resource-pulumi-python" ] \
+   && "$bin/pulumi" version >/dev/null 2>&1; then
   echo "$bin"
   exit 0
 fi
@@ -34,5 +35,9 @@ go build -trimpath -o "$bin/pulumi.tmp" \
   -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=${version}" \
   github.com/pulumi/pulumi/pkg/v3/cmd/pulumi >&2
 mv "$bin/pulumi.tmp" "$bin/pulumi"
+# The engine starts Python dynamic providers through this launcher (`python3 -m pulumi.dynamic`,
+# or PULUMI_PYTHON_CMD); Pulumi ships it beside the CLI, from sdk/python/dist of the same module.
+sdk_dir=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+install -m 0755 "$sdk_dir/python/dist/pulumi-resource-pulumi-python" "$bin/"
 echo "built $("$bin/pulumi" version) in $(( $(date +%s) - start )) s" >&2
 echo "$bin"

@@ -241,7 +241,8 @@ def build(target: Images, event: Event) -> None:
         kernel = _newest(root / "boot", "vmlinuz-")
         version = kernel.name.removeprefix("vmlinuz-")
         event(f"OS image: initramfs for kernel {version}")
-        _run(["chroot", str(root), "update-initramfs", "-c", "-k", version], "update-initramfs")
+        mode = "-u" if (root / "boot" / f"initrd.img-{version}").exists() else "-c"
+        _run(["chroot", str(root), "update-initramfs", mode, "-k", version], "update-initramfs")
         out = work / "out"
         (out / "deploy").mkdir(parents=True)
         shutil.copy2(kernel, out / "deploy" / "vmlinuz")

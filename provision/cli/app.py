@@ -148,6 +148,7 @@ from provision.cli import (  # noqa: E402
     catalog_cmd,  # noqa: F401  (catalog, catalog refresh)
     cluster_cmds,  # noqa: F401  (up, down, status, image)
     day2_cmds,  # noqa: F401  (recover, watch, diff)
+    lab_cmd,  # noqa: F401  (lab up, lab down, lab plan, lab image)
     preview_cmd,  # noqa: F401
     verify_cmd,  # noqa: F401
 )
