@@ -15,7 +15,7 @@ for tool in podman:podman runc:runc debootstrap:debootstrap equivs-build:equivs 
     qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils virsh:libvirt-clients \
     libvirtd:libvirt-daemon-system pkg-config:pkg-config grub-mkrescue:grub-common \
     xorriso:xorriso mcopy:mtools mkfs.vfat:dosfstools sfdisk:fdisk zstd:zstd \
-    vde_switch:vde2 openssl:openssl ssh-keygen:openssh-client; do
+    vde_switch:vde2 openssl:openssl ssh-keygen:openssh-client cpio:cpio; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 for file in /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf /usr/lib/grub/x86_64-efi/linux.mod:grub-efi-amd64-bin \

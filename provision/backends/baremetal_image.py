@@ -298,7 +298,7 @@ def _configure(root: Path) -> None:
     (root / "boot/grub/grub.cfg").write_text(GRUB_CFG.format(label=ROOT_LABEL))
     (root / "etc/fstab").write_text(
         f"LABEL={ROOT_LABEL} / ext4 defaults,errors=remount-ro 0 1\n"
-        "LABEL=PROVISION-ESP /boot/efi vfat umask=0077,nofail 0 2\n")
+        "LABEL=ESP /boot/efi vfat umask=0077,nofail 0 2\n")
     (root / "boot/efi").mkdir(parents=True, exist_ok=True)
     (root / "etc/cloud/cloud.cfg.d/90-provision.cfg").write_text(CLOUD_CFG)
     (root / "etc/initramfs-tools/modules").write_text("\n".join(INITRAMFS_MODULES) + "\n")
@@ -335,7 +335,7 @@ def disk_image(root: Path, raw: Path, work: Path) -> int:
     total_mib = 1 + ESP_MIB + root_mib + 1
     esp = work / "esp.img"
     _run(["truncate", "-s", f"{ESP_MIB}M", str(esp)], "ESP")
-    _run(["mkfs.vfat", "-F", "32", "-n", "PROVISION-ESP", str(esp)], "mkfs.vfat")
+    _run(["mkfs.vfat", "-F", "32", "-n", "ESP", str(esp)], "mkfs.vfat")
     grub_cfg = work / "grub-embedded.cfg"
     grub_cfg.write_text(GRUB_EMBEDDED.format(label=ROOT_LABEL))
     bootx = work / "BOOTX64.EFI"
@@ -373,9 +373,7 @@ def tools_initrd(base: Path, root: Path, dest: Path) -> None:
         "usr/bin/zstd": ((root / "usr/bin/zstd").read_bytes(), 0o755),
     }
     for lib in _libraries(root, "/usr/bin/zstd"):
-        files[lib.lstrip("/")] = ((root / lib.lstrip("/")).resolve().read_bytes()
-                                  if not (root / lib.lstrip("/")).is_symlink()
-                                  else _resolve_in(root, lib).read_bytes(), 0o755)
+        files[lib.lstrip("/")] = (_resolve_in(root, lib).read_bytes(), 0o755)
     extra = _newc(files)
     dest.write_bytes(base.read_bytes() + extra)
 

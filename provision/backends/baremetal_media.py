@@ -198,6 +198,7 @@ class MediaServer:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory.chmod(0o700)
         self._server: http.server.ThreadingHTTPServer | None = None
 
