@@ -365,9 +365,27 @@ def deploy_initrd_bytes(images_: Images) -> bytes:
     return images_.initrd.read_bytes() + _newc({"init": (DEPLOY_INIT.encode(), 0o755)})
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def flat_initrd(data: bytes) -> bytes:
+    """Debian's initrd (uncompressed early cpio, then a zstd-compressed main cpio) as plain
+    concatenated cpio archives. Seen here: the kernel rejects a cpio appended after the zstd
+    stream ("Initramfs unpacking failed: invalid magic at start of compressed archive"), so
+    the deploy ramdisk is uncompressed throughout and later archives overlay earlier ones."""
+    at = data.find(ZSTD_MAGIC)
+    if at < 0:
+        return data
+    proc = subprocess.run(["zstd", "-d", "-c", "-q"], input=data[at:], capture_output=True,
+                          timeout=600)
+    if proc.returncode != 0 or not proc.stdout.startswith(b"070701"):
+        raise ProvisionError(f"cannot decompress the image's initrd: {proc.stderr[-200:]!r}")
+    return data[:at] + proc.stdout
+
+
 def tools_initrd(base: Path, root: Path, dest: Path) -> None:
-    """The image's own initrd with a cpio appended: busybox and zstd (with the libraries it
-    links, taken from the image itself)."""
+    """The image's own initrd, uncompressed, with a cpio appended: busybox and zstd (with the
+    libraries it links, taken from the image itself)."""
     files: dict[str, tuple[bytes, int]] = {
         "bin/busybox": ((root / "bin/busybox").read_bytes(), 0o755),
         "usr/bin/zstd": ((root / "usr/bin/zstd").read_bytes(), 0o755),
@@ -375,7 +393,7 @@ def tools_initrd(base: Path, root: Path, dest: Path) -> None:
     for lib in _libraries(root, "/usr/bin/zstd"):
         files[lib.lstrip("/")] = (_resolve_in(root, lib).read_bytes(), 0o755)
     extra = _newc(files)
-    dest.write_bytes(base.read_bytes() + extra)
+    dest.write_bytes(flat_initrd(base.read_bytes()) + extra)
 
 
 def _resolve_in(root: Path, path: str) -> Path:

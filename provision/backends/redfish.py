@@ -36,7 +36,7 @@ CD_MEDIA = (sushy.VIRTUAL_MEDIA_CD, sushy.VIRTUAL_MEDIA_DVD)
 class RedfishClient:
     """One ComputerSystem behind a Redfish service."""
 
-    def __init__(self, ref: BmcRef, password: str, *, timeout: int = 30) -> None:
+    def __init__(self, ref: BmcRef, password: str, *, timeout: int = 300) -> None:
         self.ref = ref
         base = ref.endpoint.rstrip("/").removesuffix("/redfish/v1")
         try:

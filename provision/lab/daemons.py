@@ -6,9 +6,11 @@ On machines without systemd (containers, CI) nothing starts libvirtd; the lab st
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from provision.errors import ProvisionError
 
@@ -40,8 +42,30 @@ def answers() -> bool:
         return False
 
 
+def kvm_node_for_libvirt() -> None:
+    """Give /dev/kvm Debian's default owner and mode (root:kvm 0660) when it is root-only.
+
+    Seen here: with /dev/kvm root:root 0600, libvirt 9 finds KVM "present" in its QEMU
+    capability probe (run as libvirt-qemu) but "not usable" by that user, judges its
+    capability cache stale on every call and probes QEMU again, twice, each time: every
+    define then takes minutes and the BMC emulator's requests time out. The lab's domains stay
+    type 'qemu' (software emulation) either way; this only makes the cache stick."""
+    import grp
+
+    kvm = Path("/dev/kvm")
+    try:
+        st = kvm.stat()
+        gid = grp.getgrnam("kvm").gr_gid
+    except (OSError, KeyError):
+        return
+    if st.st_gid != gid or (st.st_mode & 0o060) != 0o060:
+        os.chown(kvm, -1, gid)
+        kvm.chmod(0o660)
+
+
 def ensure_libvirt(timeout: float = 120.0) -> None:
     """libvirtd answering on qemu:///system, starting the daemons when needed (root)."""
+    kvm_node_for_libvirt()
     if answers():
         return
     for daemon in ("virtlogd", "libvirtd"):
