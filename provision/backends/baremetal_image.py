@@ -85,14 +85,21 @@ DEPLOY_INIT = r"""#!/bin/busybox sh
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 B=/bin/busybox
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 say() { echo "provision-deploy: $*" > /dev/console; }
-fail() { say "FAILED: $*"; $B sleep 2; $B poweroff -f; }
+fail() {
+  say "FAILED: $*"
+  say "block devices: $($B ls /sys/block | $B tr '\n' ' ')"
+  say "modules: $($B cut -d' ' -f1 /proc/modules | $B tr '\n' ' ')"
+  $B dmesg | $B tail -15 > /dev/console
+  $B sleep 2; $B poweroff -f
+}
 for m in ata_piix ahci sr_mod isofs virtio_pci virtio_blk virtio_scsi nvme sd_mod; do
-  /sbin/modprobe -q "$m" 2>/dev/null || true
+  modprobe "$m" > /dev/console 2>&1 || say "modprobe $m failed"
 done
 $B sleep 1
 medium=""
-for try in 1 2 3 4 5 6 7 8 9 10; do
+for try in $($B seq 1 60); do
   for dev in /dev/sr* /dev/vd* /dev/sd*; do
     [ -b "$dev" ] || continue
     if $B mount -t iso9660 -o ro "$dev" /media 2>/dev/null; then
@@ -120,7 +127,7 @@ else
 fi
 [ -b "$disk" ] || fail "target disk $disk is not a block device"
 say "writing the OS image to $disk"
-/usr/bin/zstd -d -c /media/provision/os.img.zst | $B dd of="$disk" bs=4M conv=fsync 2>/dev/null \
+zstd -d -c /media/provision/os.img.zst | $B dd of="$disk" bs=4M conv=fsync 2>/dev/null \
   || fail "writing $disk"
 $B sync
 $B blockdev --rereadpt "$disk" || true
@@ -386,25 +393,38 @@ def flat_initrd(data: bytes) -> bytes:
 def tools_initrd(base: Path, root: Path, dest: Path) -> None:
     """The image's own initrd, uncompressed, with a cpio appended: busybox and zstd (with the
     libraries it links, taken from the image itself)."""
-    files: dict[str, tuple[bytes, int]] = {
-        "bin/busybox": ((root / "bin/busybox").read_bytes(), 0o755),
-        "usr/bin/zstd": ((root / "usr/bin/zstd").read_bytes(), 0o755),
-    }
-    for lib in _libraries(root, "/usr/bin/zstd"):
-        files[lib.lstrip("/")] = (_resolve_in(root, lib).read_bytes(), 0o755)
+    files: dict[str, tuple[bytes, int]] = {}
+    for path in ("/bin/busybox", "/usr/bin/zstd", *_libraries(root, "/usr/bin/zstd")):
+        real = _resolve_in(root, path)
+        # at its real path (usr/...): an archive entry for a directory where the base initrd
+        # has a symlink (bin -> usr/bin) makes the kernel replace the link with a directory
+        files[str(real.relative_to(root))] = (real.read_bytes(), 0o755)
     extra = _newc(files)
     dest.write_bytes(flat_initrd(base.read_bytes()) + extra)
 
 
 def _resolve_in(root: Path, path: str) -> Path:
-    """A path inside ``root`` with symlinks resolved relative to ``root``."""
-    p = root / path.lstrip("/")
-    for _ in range(20):
-        if not p.is_symlink():
-            return p
-        link = os.readlink(p)
-        p = (root / link.lstrip("/")) if link.startswith("/") else p.parent / link
-    raise ProvisionError(f"symlink loop at {path} in the image")
+    """A path inside ``root`` with every symlink (in any component) resolved inside ``root``."""
+    real = root
+    todo = [p for p in path.strip("/").split("/") if p]
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            real = real.parent if real != root else root
+            continue
+        nxt = real / part
+        if nxt.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise ProvisionError(f"symlink loop at {path} in the image")
+            link = os.readlink(nxt)
+            todo = [p for p in link.split("/") if p and p != "."] + todo
+            if link.startswith("/"):
+                real = root
+            continue
+        real = nxt
+    return real
 
 
 def _libraries(root: Path, binary: str) -> list[str]:
