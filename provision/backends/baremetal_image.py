@@ -126,6 +126,8 @@ else
   disk="$PROVISION_ROOT_DEVICE"
 fi
 [ -b "$disk" ] || fail "target disk $disk is not a block device"
+set -o pipefail
+zstd -V > /dev/null || fail "zstd cannot run in the ramdisk"
 say "writing the OS image to $disk"
 zstd -d -c /media/provision/os.img.zst | $B dd of="$disk" bs=4M conv=fsync 2>/dev/null \
   || fail "writing $disk"
@@ -395,10 +397,13 @@ def tools_initrd(base: Path, root: Path, dest: Path) -> None:
     libraries it links, taken from the image itself)."""
     files: dict[str, tuple[bytes, int]] = {}
     for path in ("/bin/busybox", "/usr/bin/zstd", *_libraries(root, "/usr/bin/zstd")):
-        real = _resolve_in(root, path)
-        # at its real path (usr/...): an archive entry for a directory where the base initrd
-        # has a symlink (bin -> usr/bin) makes the kernel replace the link with a directory
-        files[str(real.relative_to(root))] = (real.read_bytes(), 0o755)
+        # in its real directory (usr/...): an archive entry for a directory where the base
+        # initrd has a symlink (bin -> usr/bin) makes the kernel replace the link with a
+        # directory; under its own name (the soname the loader looks for), with the content
+        # of the file it links to
+        parent, name = path.rsplit("/", 1)
+        where = _resolve_in(root, parent or "/") / name
+        files[str(where.relative_to(root))] = (_resolve_in(root, path).read_bytes(), 0o755)
     extra = _newc(files)
     dest.write_bytes(flat_initrd(base.read_bytes()) + extra)
 
