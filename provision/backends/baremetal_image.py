@@ -74,6 +74,16 @@ menuentry "Debian GNU/Linux (provision image)" {{
     initrd /initrd.img
 }}
 """
+FALLBACK_NETWORK = (
+    "# provision OS image: DHCP on every Ethernet interface that no earlier file "
+    "(cloud-init's\n"
+    """# 10-cloud-init-*.network from the node's seed) configures.
+[Match]
+Name=e*
+
+[Network]
+DHCP=ipv4
+""")
 CLOUD_CFG = """# provision OS image: NoCloud seed only (written by the deploy ramdisk); never probe
 # other datasources (no metadata service exists on bare metal).
 datasource_list: [NoCloud, None]
@@ -194,7 +204,7 @@ def recipe_hash(mirror_url: str | None = None) -> str:
     """Hash of everything that decides the images' content."""
     h = hashlib.sha256()
     for part in (SUITE, mirror_url or mirror(), *PACKAGES, *INITRAMFS_MODULES, GRUB_EMBEDDED,
-                 GRUB_CFG, CLOUD_CFG, str(ESP_MIB), ROOT_LABEL):
+                 GRUB_CFG, CLOUD_CFG, FALLBACK_NETWORK, str(ESP_MIB), ROOT_LABEL):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:12]
@@ -319,6 +329,8 @@ def _configure(root: Path) -> None:
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
+    (root / "etc/systemd/network/99-provision-dhcp.network").write_text(FALLBACK_NETWORK)
     # networkd renders cloud-init's network config (no ifupdown or netplan in the image)
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)

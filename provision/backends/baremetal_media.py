@@ -116,6 +116,7 @@ def seed(identity: NodeIdentity, host_key: HostKey) -> dict[str, str]:
         "users": [{"name": identity.user, "shell": "/bin/bash", "lock_passwd": True,
                    "sudo": "ALL=(ALL) NOPASSWD:ALL",
                    "ssh_authorized_keys": [identity.authorized_key]}],
+        "locale": "C.UTF-8",  # the image has no locales package; C.UTF-8 is libc's own
         "growpart": {"mode": "auto", "devices": ["/"]},
         "resize_rootfs": True,
         "runcmd": [["sh", "-c", f"mkdir -p {os.path.dirname(MARKER)} && printf '%s\\n' "
@@ -127,7 +128,8 @@ def seed(identity: NodeIdentity, host_key: HostKey) -> dict[str, str]:
     if identity.private_address and identity.private_mac:
         ethernets["cluster"] = {"match": {"macaddress": identity.private_mac.lower()},
                                 "addresses": [identity.private_address], "dhcp4": False}
-    ethernets["uplink"] = {"match": {"name": "e*"}, "dhcp4": True, "optional": True}
+    # every other interface: DHCP, from the image's own networkd fallback (cloud-init's
+    # networkd renderer turns a v2 name-glob match into Name=<key>, seen here)
     network = {"version": 2, "ethernets": ethernets}
     return {
         "user-data": "#cloud-config\n" + yaml.safe_dump(user_data, sort_keys=False),
