@@ -110,7 +110,7 @@ def seed(identity: NodeIdentity, host_key: HostKey) -> dict[str, str]:
         "ssh_pwauth": False,
         "disable_root": True,
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
+        "ssh_genkeytypes": ["ed25519"],  # the type given below: nothing is generated
         "ssh_keys": {"ed25519_private": host_key.private,
                      "ed25519_public": host_key.public},
         "users": [{"name": identity.user, "shell": "/bin/bash", "lock_passwd": True,

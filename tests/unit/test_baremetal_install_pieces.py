@@ -37,7 +37,7 @@ def test_seed_is_valid_cloud_config_with_pinned_host_key_and_marker():
     user = yaml.safe_load(files["user-data"])
     assert user["ssh_keys"]["ed25519_public"] == key.public
     assert key.public.startswith("ssh-ed25519 ") and len(key.public.split()) == 2
-    assert user["ssh_genkeytypes"] == [] and user["ssh_deletekeys"] is True
+    assert user["ssh_genkeytypes"] == ["ed25519"] and user["ssh_deletekeys"] is True
     assert user["users"][0]["ssh_authorized_keys"] == [IDENTITY.authorized_key]
     assert marker_text(IDENTITY) in user["runcmd"][0][2]
     net = yaml.safe_load(files["network-config"])
