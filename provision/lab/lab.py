@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -309,8 +310,12 @@ def down(name: str, event: Event = print) -> DownReport:
             else:
                 report.leftovers.append(f"BMC emulator of {s.node} (pid {s.bmc_pid})")
         if libvirt_ok and _exists("dom", s.domain):
-            virsh("destroy", s.domain, check=False)
-            proc = virsh("undefine", s.domain, "--nvram", check=False)
+            _power_off(s.domain)
+            for _ in range(5):  # libvirt may still be tearing the domain down
+                proc = virsh("undefine", s.domain, "--nvram", check=False)
+                if proc.returncode == 0:
+                    break
+                time.sleep(2)
             (report.removed if proc.returncode == 0 else report.leftovers).append(
                 f"domain {s.domain}")
     if libvirt_ok and lab.pool and _exists("pool", lab.pool):
@@ -333,6 +338,17 @@ def down(name: str, event: Event = print) -> DownReport:
     for line in report.removed:
         event(f"removed {line}")
     return report
+
+
+def _power_off(domain: str, timeout: float = 90.0) -> None:
+    """virsh destroy until the domain is off: a busy QEMU under emulation can take longer to
+    die than libvirt waits ("Failed to terminate process ... Device or resource busy")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if virsh("domstate", domain, check=False).stdout.strip() in ("shut off", ""):
+            return
+        virsh("destroy", domain, check=False)
+        time.sleep(2)
 
 
 def _still_there(lab: Lab, libvirt_ok: bool) -> list[str]:
