@@ -147,7 +147,7 @@ class HostProvider(ResourceProvider):
             return {**props, "power_state": outcome.power_state,
                     "installed_generation": _generation(props),
                     "host_keys": list(outcome.host_keys), "install_id": outcome.install_id}
-        return {**props, "power_state": outcome.power_state}
+        return {**dict.fromkeys(COMPUTED), **props, "power_state": outcome.power_state}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=props["name"], outs=self._run(props, reinstall=True))
