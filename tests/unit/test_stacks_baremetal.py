@@ -107,3 +107,38 @@ def test_schema_rejects_inline_secrets_and_missing_bmcs(tmp_path):
         plan(tmp_path, media_ipmi)
     with pytest.raises(InputError, match="needs a `baremetal:` section"):
         plan(tmp_path, "name: lab\ntarget: baremetal\n")
+
+
+def test_image_install_inputs_carry_references_and_public_keys_only(tmp_path):
+    """An image install's resource inputs: the reinstall step, the login (user, the cluster's
+    public key, the private key's *path*, the cluster address on the interface's MAC) and a
+    CA path — never a password or private key contents."""
+    loaded = plan(tmp_path, """\
+        name: imaged
+        target: baremetal
+        baremetal:
+          power_on: true
+          reinstall: {method: virtual-media, image: debian-12, generation: 4,
+                      root_device: {serial: disk-0}, media_address: 192.0.2.1}
+          hosts:
+            - name: n1
+              address: 192.0.2.10
+              private_address: 10.1.0.5
+              private_mac: "52:54:00:12:34:56"
+              private_prefix: 16
+              bmc: {endpoint: "https://192.0.2.110", username: admin, password_env: PW,
+                    ca_file: ca.pem}
+        access: {ssh_user: ops}
+        """)
+    spec = cluster_spec(loaded, SshAccess("ops", KEY, "/state/ssh/id_ed25519"))
+    run = run_offline(BaremetalBackend("/x").component(spec), fake_outputs=True)
+    (host,) = run.of_type(DYNAMIC)
+    step = host.inputs["reinstall"]
+    assert (step["image"], step["generation"], step["root_serial"], step["media_address"]) == (
+        "debian-12", 4, "disk-0", "192.0.2.1")
+    assert host.inputs["login"] == {
+        "cluster": "imaged", "user": "ops", "public_key": KEY,
+        "private_key_path": "/state/ssh/id_ed25519", "private_address": "10.1.0.5/16",
+        "private_mac": "52:54:00:12:34:56"}
+    assert host.inputs["bmc"]["ca_file"] == str((tmp_path / "ca.pem").resolve())
+    assert "PRIVATE KEY" not in str(run.resources)
