@@ -142,3 +142,25 @@ def test_image_install_inputs_carry_references_and_public_keys_only(tmp_path):
         "private_mac": "52:54:00:12:34:56"}
     assert host.inputs["bmc"]["ca_file"] == str((tmp_path / "ca.pem").resolve())
     assert "PRIVATE KEY" not in str(run.resources)
+
+
+@pytest.mark.parametrize(("reinstall", "says"), [
+    ("{method: pxe, image: debian-12}", "use method: virtual-media"),
+    ("{method: virtual-media}", "needs image: debian-12"),
+    ("{method: virtual-media, image: debian-12, image_url: 'http://x/i.iso'}", "not both"),
+    ("{method: virtual-media, image: debian-12, root_device: {}}", "exactly one of serial"),
+])
+def test_reinstall_settings_are_checked(tmp_path, reinstall, says):
+    path = tmp_path / "plan.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: bad
+        target: baremetal
+        baremetal:
+          reinstall: {reinstall}
+          hosts:
+            - address: 192.0.2.10
+              bmc: {{endpoint: "https://192.0.2.110", username: a, password_env: PW}}
+        """))
+    with pytest.raises(InputError) as err:
+        load_plan(path)
+    assert says in str(err.value) and "plan.yaml" in str(err.value)
