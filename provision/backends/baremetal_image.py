@@ -53,6 +53,7 @@ PACKAGES = (
     # what the base, hardening, storage, MPI and monitoring roles install
     "chrony", "rsync", "nftables", "e2fsprogs", "xfsprogs", "mdadm", "nfs-common",
     "nfs-kernel-server", "sshfs", "fuse3", "openmpi-bin", "prometheus-node-exporter",
+    "prometheus",
 )
 # Drivers the deploy ramdisk and the installed system need early on the machines we install
 # (virtual CD on IDE/SATA, virtio and NVMe disks); initramfs-tools' MODULES=most adds the rest.
