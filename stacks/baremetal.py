@@ -78,6 +78,14 @@ class BaremetalClusterArgs:
             raise ValueError("power_on/reinstall need a BMC on every host")
 
 
+def _step(data: dict[str, Any]) -> ReinstallStep:
+    """The step from resource inputs: Pulumi carries numbers as floats (protobuf Struct), and
+    a generation of 1.0 must not become the marker text "generation=1.0"."""
+    ints = ("generation", "boot_timeout_seconds", "attempts")
+    return ReinstallStep(**{k: int(v) if k in ints and v is not None else v
+                            for k, v in data.items()})
+
+
 def _job(props: dict[str, Any], reinstall: bool) -> HostJob:
     step = props.get("reinstall")
     login = props.get("login")
@@ -87,7 +95,7 @@ def _job(props: dict[str, Any], reinstall: bool) -> HostJob:
         ssh_port=int(props["ssh_port"]),
         bmc=BmcRef.from_json(props["bmc"]) if props.get("bmc") else None,
         power_on=bool(props.get("power_on")),
-        reinstall=ReinstallStep(**step) if reinstall and step else None,
+        reinstall=_step(step) if reinstall and step else None,
         ssh_wait_seconds=int(props.get("ssh_wait_seconds") or 0),
         login=Login(**login) if login else None,
     )

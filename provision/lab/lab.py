@@ -190,7 +190,8 @@ def _new_server(lab: Lab, i: int) -> Server:
 
 
 def _exists(kind: str, name: str) -> bool:
-    return virsh(f"{kind}-info", name, check=False).returncode == 0
+    command = {"dom": "dominfo", "pool": "pool-info"}[kind]
+    return virsh(command, name, check=False).returncode == 0
 
 
 def _switch_running(lab: Lab) -> bool:
