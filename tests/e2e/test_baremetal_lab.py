@@ -8,9 +8,10 @@ QEMU without KVM (software emulation) is slow: one install alone takes about 8 m
 (deploy ramdisk ~2.5 min, first boot with cloud-init ~5 min), more than the default suite's
 share for this path, so both tests run with PROVISION_SLOW_TESTS=1 (.ci/nightly):
 ``test_one_server`` and ``test_two_servers`` (adds kernel NFS from the head to a worker). The
-default suite runs the same engine path without VMs (tests/e2e/test_baremetal_engine.py). Every domain, disk, switch and
-emulator the test makes is removed by `lab down` in a finally block, even on failure; run it
-under the shared lock: flock /tmp/provision-heavy.lock python3 -m pytest tests/e2e/...
+default suite runs the same engine path without VMs (tests/e2e/test_baremetal_engine.py).
+Every domain, disk, switch and emulator the test makes is removed by `lab down` in a finally
+block, even on failure. Run it under the shared lock:
+flock /tmp/provision-heavy.lock env PROVISION_SLOW_TESTS=1 python3 -m pytest tests/e2e/...
 """
 
 from __future__ import annotations
