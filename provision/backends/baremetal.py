@@ -39,7 +39,17 @@ def bmc_ref(host: BaremetalHost) -> BmcRef | None:
     if b is None:
         return None
     return BmcRef(b.protocol, b.endpoint, b.username, b.password_env, b.password_file,
-                  b.system_id, b.verify_tls)
+                  b.system_id, b.verify_tls, b.ca_file)
+
+
+def reinstall_step(target: BaremetalTarget) -> ReinstallStep | None:
+    r = target.reinstall
+    if r is None:
+        return None
+    root = r.root_device
+    return ReinstallStep(r.method, r.image_url, r.generation, r.image,
+                         root.serial if root else None, root.path if root else None,
+                         r.media_address, r.boot_timeout_seconds, r.attempts)
 
 
 class BaremetalBackend(PulumiBackend):
@@ -67,14 +77,14 @@ class BaremetalBackend(PulumiBackend):
             BaremetalHostArgs(
                 node=NodeArgs(n.name, n.sku, n.role, dict(n.labels)),
                 address=h.address, private_address=h.private_address, ssh_port=h.ssh_port,
-                ssh_user=h.ssh_user, bmc=bmc_ref(h))
+                ssh_user=h.ssh_user, bmc=bmc_ref(h), private_mac=h.private_mac,
+                private_prefix=h.private_prefix)
             for n, h in zip(spec.nodes, s.hosts, strict=True))
-        reinstall = (ReinstallStep(s.reinstall.method, s.reinstall.image_url,
-                                   s.reinstall.generation) if s.reinstall else None)
         return BaremetalClusterArgs(
             cluster=spec.cluster, hosts=hosts, ssh_user=spec.ssh.user, power_on=s.power_on,
-            reinstall=reinstall, ssh_wait_seconds=s.ssh_wait_seconds,
-            power_off_on_destroy=s.power_off_on_destroy)
+            reinstall=reinstall_step(s), ssh_wait_seconds=s.ssh_wait_seconds,
+            power_off_on_destroy=s.power_off_on_destroy, public_key=spec.ssh.public_key,
+            private_key_path=spec.ssh.private_key_path)
 
     def component(self, spec: ClusterSpec, *, offline: bool = False) -> Builder:
         from stacks.baremetal import BaremetalCluster

@@ -355,8 +355,10 @@ def _event_sink(event: Event) -> Callable[[Any], None]:
 
     def sink(e: Any) -> None:
         pre = getattr(e, "resource_pre_event", None)
-        if pre is not None and pre.metadata.op not in ("same", "read"):
-            event(f"{pre.metadata.op} {pre.metadata.type} {resource_name(pre.metadata.urn)}")
+        # the engine's op is an OpType enum (its value is the word: "create", "same", ...)
+        op = getattr(pre.metadata.op, "value", pre.metadata.op) if pre is not None else None
+        if pre is not None and op not in ("same", "read"):
+            event(f"{op} {pre.metadata.type} {resource_name(pre.metadata.urn)}")
         failed = getattr(e, "res_op_failed_event", None)
         if failed is not None:
             event(f"failed: {failed.metadata.type} {resource_name(failed.metadata.urn)}")

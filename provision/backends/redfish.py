@@ -36,12 +36,13 @@ CD_MEDIA = (sushy.VIRTUAL_MEDIA_CD, sushy.VIRTUAL_MEDIA_DVD)
 class RedfishClient:
     """One ComputerSystem behind a Redfish service."""
 
-    def __init__(self, ref: BmcRef, password: str, *, timeout: int = 30) -> None:
+    def __init__(self, ref: BmcRef, password: str, *, timeout: int = 300) -> None:
         self.ref = ref
         base = ref.endpoint.rstrip("/").removesuffix("/redfish/v1")
         try:
             self._conn = sushy.Sushy(
-                base, username=ref.username, password=password, verify=ref.verify_tls,
+                base, username=ref.username, password=password,
+                verify=(ref.ca_file or True) if ref.verify_tls else False,
                 server_side_retries=2, server_side_retries_delay=1,
                 read_timeout=timeout, connect_timeout=10)
             self._system = self._find_system()
@@ -78,8 +79,15 @@ class RedfishClient:
         self._call(f"power {action}", self._system.reset_system, choice)
 
     def boot_once(self, device: str) -> None:
+        """One-time boot from ``device``, in UEFI mode where the system boots UEFI (a Legacy
+        override would make a UEFI machine look for a BIOS boot sector)."""
+        mode = None
+        with contextlib.suppress(sushy_exc.SushyError, AttributeError):
+            if self._system.boot.mode == sushy.BOOT_SOURCE_MODE_UEFI:
+                mode = sushy.BOOT_SOURCE_MODE_UEFI
         self._call(f"one-time boot from {device}", self._system.set_system_boot_options,
-                   target=BOOT_TARGETS[device], enabled=sushy.BOOT_SOURCE_ENABLED_ONCE)
+                   target=BOOT_TARGETS[device], enabled=sushy.BOOT_SOURCE_ENABLED_ONCE,
+                   mode=mode)
 
     def boot_disk(self) -> None:
         allowed = self._call("reading boot targets",

@@ -26,16 +26,17 @@ def target_of(loaded: LoadedPlan, outcome: Any | None) -> str:
 
 
 def resolved_baremetal(loaded: LoadedPlan) -> BaremetalTarget:
-    """The baremetal section with password files made absolute (relative to the plan file)."""
+    """The baremetal section with password and CA files made absolute (relative to the plan
+    file)."""
     target = loaded.plan.baremetal
     if target is None:
         raise InputError(f"{loaded.path}: target baremetal needs a baremetal: section")
     hosts = []
     for host in target.hosts:
-        if host.bmc is not None and host.bmc.password_file:
-            bmc = host.bmc.model_copy(update={
-                "password_file": str(loaded.resolve_path(host.bmc.password_file).resolve())})
-            host = host.model_copy(update={"bmc": bmc})
+        if host.bmc is not None:
+            paths = {k: str(loaded.resolve_path(v).resolve())
+                     for k in ("password_file", "ca_file") if (v := getattr(host.bmc, k))}
+            host = host.model_copy(update={"bmc": host.bmc.model_copy(update=paths)})
         hosts.append(host)
     return target.model_copy(update={"hosts": hosts})
 

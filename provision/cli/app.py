@@ -159,6 +159,7 @@ from provision.cli import (  # noqa: E402
     cluster_cmds,  # noqa: F401  (up, down, status, image)
     day2_cmds,  # noqa: F401  (recover, watch, diff)
     known_hosts_cmd,  # noqa: F401  (known-hosts show|forget)
+    lab_cmd,  # noqa: F401  (lab up, lab down, lab plan, lab image)
     preview_cmd,  # noqa: F401
     verify_cmd,  # noqa: F401
 )

@@ -234,6 +234,10 @@ class Bmc(StrictModel):
         None, description="File holding the BMC password (first line), relative to the plan."
     )
     verify_tls: bool = Field(True, description="Check the BMC's TLS certificate (Redfish).")
+    ca_file: str | None = Field(
+        None, description="CA certificate(s) the BMC's TLS certificate is checked against "
+        "(PEM file, relative to the plan); default: the system's CAs."
+    )
 
     @model_validator(mode="after")
     def _one_password(self) -> Bmc:
@@ -256,6 +260,14 @@ class BaremetalHost(StrictModel):
                                  "(an IP address or DNS name).")
     private_address: HostAddress | None = Field(
         None, description="Cluster-internal address (MPI, NCCL, NFS), if different."
+    )
+    private_mac: str | None = Field(
+        None, pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",
+        description="MAC of the cluster interface: an image install configures "
+        "private_address on it (other interfaces use DHCP).",
+    )
+    private_prefix: Annotated[int, Field(ge=8, le=30)] = Field(
+        24, description="Prefix length of the cluster network (with private_mac)."
     )
     ssh_port: Annotated[int, Field(ge=1, le=65535)] = Field(22, description="SSH port.")
     ssh_user: str | None = Field(
@@ -281,14 +293,35 @@ class BaremetalHost(StrictModel):
     bmc: Bmc | None = Field(None, description="The host's BMC, for power and reinstall.")
 
 
+class RootDevice(StrictModel):
+    """Which disk the OS is written to (an image install), like Ironic's root device hints."""
+
+    serial: str | None = Field(None, description="The disk's serial number (most stable).")
+    path: str | None = Field(None, pattern=r"^/dev/", description="Device path, e.g. /dev/sda.")
+
+    @model_validator(mode="after")
+    def _one(self) -> RootDevice:
+        if (self.serial is None) == (self.path is None):
+            raise ValueError("give exactly one of serial or path")
+        return self
+
+
 class Reinstall(StrictModel):
-    """Reinstall the OS through the BMC: one-time network or virtual-media boot, power cycle,
-    wait for SSH. The installer (PXE/autoinstall infrastructure or ISO) is the operator's and
-    must put access.ssh_public_key on the host. Disks are wiped."""
+    """Reinstall the OS through the BMC; disks are wiped.
+
+    ``image: debian-12`` is an image install done by provision itself (as Ironic or MAAS do):
+    the BMC boots a medium provision builds and serves (virtual media), whose deploy ramdisk
+    writes the OS image and a seed with the cluster's SSH key, then the host boots from disk;
+    "installed" means the install's marker is read over SSH with the cluster key. Without
+    ``image``, the installer is the operator's (``image_url`` ISO or PXE infrastructure) and
+    must put access.ssh_public_key on the host; only SSH answering is checked."""
 
     method: Literal["pxe", "virtual-media"] = Field(
-        description="pxe: one-time network boot; virtual-media: boot an installer ISO "
-        "(Redfish only)."
+        description="pxe: one-time network boot; virtual-media: boot an ISO (Redfish only)."
+    )
+    image: Literal["debian-12"] | None = Field(
+        None, description="Image install by provision (virtual-media only): the OS image "
+        "provision builds (Debian 12 with cloud-init)."
     )
     image_url: str | None = Field(
         None, description="Installer ISO URL for virtual-media (the BMC downloads it)."
@@ -296,11 +329,32 @@ class Reinstall(StrictModel):
     generation: Annotated[int, Field(ge=1)] = Field(
         1, description="Raise to reinstall again; hosts already at this generation are kept."
     )
+    root_device: RootDevice | None = Field(
+        None, description="The disk the image goes to (image installs; default /dev/sda)."
+    )
+    media_address: str = Field(
+        "127.0.0.1", description="Address of this machine that the BMCs reach (image "
+        "installs: the install medium is served there over HTTP while they fetch it)."
+    )
+    boot_timeout_seconds: Annotated[int, Field(ge=30, le=7200)] = Field(
+        1800, description="Per phase: deploy ramdisk done, then OS up with its marker. "
+        "Real servers need minutes (an HGX system's POST alone can take 5+)."
+    )
+    attempts: Annotated[int, Field(ge=1, le=5)] = Field(
+        2, description="Install attempts per host before it is reported as failed."
+    )
 
     @model_validator(mode="after")
     def _needs_image(self) -> Reinstall:
-        if self.method == "virtual-media" and not self.image_url:
-            raise ValueError("method: virtual-media needs image_url (the installer ISO)")
+        if self.image and self.method != "virtual-media":
+            raise ValueError("image installs boot provision's medium through virtual media: "
+                             "use method: virtual-media")
+        if self.image and self.image_url:
+            raise ValueError("give image (provision installs) or image_url (your installer), "
+                             "not both")
+        if self.method == "virtual-media" and not (self.image_url or self.image):
+            raise ValueError("method: virtual-media needs image: debian-12 (provision's image "
+                             "install) or image_url (your installer ISO)")
         return self
 
 

@@ -17,8 +17,10 @@ REQUIRED_JSON = {
 }
 
 
+# local plans and the lab's CPU-only virtual servers have no hardware choice to size against
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")
-                                           if "local" not in p.name))
+                                           if "local" not in p.name
+                                           and p.name != "baremetal-vm.yaml"))
 def test_every_example_plans_with_the_documented_json(run_cli, example):
     proc = run_cli("plan", str(EXAMPLES / example), "--output", "json", check=True)
     out = json.loads(proc.stdout)

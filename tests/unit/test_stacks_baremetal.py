@@ -55,7 +55,9 @@ def test_hosts_become_dynamic_resources_and_node_records(tmp_path, monkeypatch):
     hosts = run.of_type(DYNAMIC)
     assert [h.name for h in hosts] == ["lab-1", "spare"]
     first, second = (h.inputs for h in hosts)
-    assert first["reinstall"] == {"method": "pxe", "generation": 2}
+    assert {k: v for k, v in first["reinstall"].items() if v is not None} == {
+        "method": "pxe", "generation": 2, "media_address": "127.0.0.1",
+        "boot_timeout_seconds": 1800, "attempts": 2}
     assert first["power_on"] is True and first["power_off_on_destroy"] is True
     assert first["bmc"] == {"protocol": "redfish", "endpoint": "https://10.0.1.11",
                             "username": "admin", "password_env": "LAB_BMC_PW",
@@ -105,3 +107,60 @@ def test_schema_rejects_inline_secrets_and_missing_bmcs(tmp_path):
         plan(tmp_path, media_ipmi)
     with pytest.raises(InputError, match="needs a `baremetal:` section"):
         plan(tmp_path, "name: lab\ntarget: baremetal\n")
+
+
+def test_image_install_inputs_carry_references_and_public_keys_only(tmp_path):
+    """An image install's resource inputs: the reinstall step, the login (user, the cluster's
+    public key, the private key's *path*, the cluster address on the interface's MAC) and a
+    CA path — never a password or private key contents."""
+    loaded = plan(tmp_path, """\
+        name: imaged
+        target: baremetal
+        baremetal:
+          power_on: true
+          reinstall: {method: virtual-media, image: debian-12, generation: 4,
+                      root_device: {serial: disk-0}, media_address: 192.0.2.1}
+          hosts:
+            - name: n1
+              address: 192.0.2.10
+              private_address: 10.1.0.5
+              private_mac: "52:54:00:12:34:56"
+              private_prefix: 16
+              bmc: {endpoint: "https://192.0.2.110", username: admin, password_env: PW,
+                    ca_file: ca.pem}
+        access: {ssh_user: ops}
+        """)
+    spec = cluster_spec(loaded, SshAccess("ops", KEY, "/state/ssh/id_ed25519"))
+    run = run_offline(BaremetalBackend("/x").component(spec), fake_outputs=True)
+    (host,) = run.of_type(DYNAMIC)
+    step = host.inputs["reinstall"]
+    assert (step["image"], step["generation"], step["root_serial"], step["media_address"]) == (
+        "debian-12", 4, "disk-0", "192.0.2.1")
+    assert host.inputs["login"] == {
+        "cluster": "imaged", "user": "ops", "public_key": KEY,
+        "private_key_path": "/state/ssh/id_ed25519", "private_address": "10.1.0.5/16",
+        "private_mac": "52:54:00:12:34:56"}
+    assert host.inputs["bmc"]["ca_file"] == str((tmp_path / "ca.pem").resolve())
+    assert "PRIVATE KEY" not in str(run.resources)
+
+
+@pytest.mark.parametrize(("reinstall", "says"), [
+    ("{method: pxe, image: debian-12}", "use method: virtual-media"),
+    ("{method: virtual-media}", "needs image: debian-12"),
+    ("{method: virtual-media, image: debian-12, image_url: 'http://x/i.iso'}", "not both"),
+    ("{method: virtual-media, image: debian-12, root_device: {}}", "exactly one of serial"),
+])
+def test_reinstall_settings_are_checked(tmp_path, reinstall, says):
+    path = tmp_path / "plan.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: bad
+        target: baremetal
+        baremetal:
+          reinstall: {reinstall}
+          hosts:
+            - address: 192.0.2.10
+              bmc: {{endpoint: "https://192.0.2.110", username: a, password_env: PW}}
+        """))
+    with pytest.raises(InputError) as err:
+        load_plan(path)
+    assert says in str(err.value) and "plan.yaml" in str(err.value)
