@@ -68,9 +68,29 @@ available as data: ``provision.verify.artifacts.COMMANDS`` and ``files_for_level
 
 from __future__ import annotations
 
-from provision.verify.analyze import analyze
-from provision.verify.artifacts import COMMANDS, LEVELS, files_for_level
-from provision.verify.model import Check, ClusterReport, HostReport, Report
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from provision.verify.analyze import analyze
+    from provision.verify.artifacts import COMMANDS, LEVELS, files_for_level
+    from provision.verify.model import Check, ClusterReport, HostReport, Report
+
+# Loaded on first use (PEP 562): `provision plan` reads provision.verify.reference for the
+# local SKUs and must not pay for importing every parser and check.
+_HOMES = {"analyze": "analyze", "COMMANDS": "artifacts", "LEVELS": "artifacts",
+          "files_for_level": "artifacts", "Check": "model", "ClusterReport": "model",
+          "HostReport": "model", "Report": "model"}
 __all__ = ["COMMANDS", "LEVELS", "Check", "ClusterReport", "HostReport", "Report", "analyze",
            "files_for_level"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'provision.verify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"provision.verify.{home}"), name)
+    # importing provision.verify.analyze has just bound the *module* to this package's
+    # `analyze`; the function is what this name means
+    globals()[name] = value
+    return value
